@@ -1,0 +1,3 @@
+from reflex.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""Camera sources: one module per ``cameras.<name>.kind``."""

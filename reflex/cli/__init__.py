@@ -1,0 +1,1 @@
+"""The ``reflex`` command line. Sub-commands import their heavy parts lazily."""

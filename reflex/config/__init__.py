@@ -1,0 +1,1 @@
+"""The session config: one pydantic model for a whole ``robot.yaml``."""

@@ -1,0 +1,87 @@
+"""Building blocks shared by every config model: strict models, kind unions, plugin loading."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+if TYPE_CHECKING:
+    from reflex.ports import Hardware
+
+PLUGIN_TAG = "plugin"
+PLUGIN_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+
+
+class StrictModel(BaseModel):
+    """Every config model forbids unknown keys: a typo is an error, never a silent default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class BuildContext:
+    """What a kind needs to build its runtime object from its config."""
+
+    config_dir: Path
+    mode: str = "dry_run"
+    control_rate_hz: float = 30.0
+    api_key: str | None = None
+    verbose: bool = False
+    session_id: str = ""
+    hardware: Hardware | None = None  # set before cameras are built
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def resolve_path(self, value: str | Path) -> Path:
+        """Paths in a config file are relative to the file, not to the working directory."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.config_dir / path).resolve()
+
+
+def load_object(dotted: str) -> Any:
+    """Import ``package.module:Name``; errors name the path so the user can fix the config."""
+    module_name, _, attr = dotted.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImportError(f"cannot import plugin module '{module_name}': {exc}") from exc
+    try:
+        return getattr(module, attr)
+    except AttributeError as exc:
+        raise ImportError(f"module '{module_name}' has no attribute '{attr}'") from exc
+
+
+def kind_of(value: Any) -> str | None:
+    """Discriminator: built-in kinds by name, anything with ``module:Class`` is a plugin."""
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    if not isinstance(kind, str):
+        return None
+    return PLUGIN_TAG if ":" in kind else kind
+
+
+def kind_union(specs: list[type[BaseModel]], plugin: type[BaseModel] | None) -> Any:
+    """An ``Annotated`` union discriminated on ``kind`` (with a plugin fallback)."""
+    members: list[Any] = [Annotated[s, Tag(_literal_kind(s))] for s in specs]
+    if plugin is not None:
+        members.append(Annotated[plugin, Tag(PLUGIN_TAG)])
+    return Annotated[Union[tuple(members)], Discriminator(kind_of)]  # noqa: UP007
+
+
+def kind_names(specs: list[type[BaseModel]]) -> list[str]:
+    return [_literal_kind(s) for s in specs]
+
+
+def _literal_kind(spec: type[BaseModel]) -> str:
+    annotation = spec.model_fields["kind"].annotation
+    args = getattr(annotation, "__args__", ())
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise TypeError(f"{spec.__name__}.kind must be a single Literal string")
+    return args[0]
+
+
+PluginKind = Annotated[
+    str, Field(pattern=PLUGIN_PATTERN, description="Dotted path 'package.module:Class'.")
+]

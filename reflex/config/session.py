@@ -1,0 +1,134 @@
+"""The top-level session model. Kind unions are assembled from each port's ``kinds`` module."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from reflex.cameras.base import PluginCameraSpec
+from reflex.cameras.kinds import BUILTIN_CAMERAS
+from reflex.config.base import StrictModel, kind_union
+from reflex.hardware.base import PluginHardwareSpec
+from reflex.hardware.kinds import BUILTIN_HARDWARE
+from reflex.recording.formats import KNOWN_FORMATS
+from reflex.targets.base import PluginTargetSpec
+from reflex.targets.kinds import BUILTIN_TARGETS
+
+HardwareBlock = kind_union(BUILTIN_HARDWARE, PluginHardwareSpec)  # type: ignore[arg-type]
+CameraBlock = kind_union(BUILTIN_CAMERAS, PluginCameraSpec)  # type: ignore[arg-type]
+TargetBlock = kind_union(BUILTIN_TARGETS, PluginTargetSpec)  # type: ignore[arg-type]
+
+
+class SafetyConfig(StrictModel):
+    """Limits the guard enforces on every command, and how stale data is handled."""
+
+    max_delta: float | list[float] = Field(
+        0.05,
+        description="Largest change per control step from the measured position (rad for arm "
+        "joints, normalised units for grippers); one number for all joints or one per joint.",
+    )
+    max_state_age_ms: float = Field(
+        100.0, gt=0, description="A state sample older than this is stale and never used."
+    )
+    max_skew_ms: float | None = Field(
+        None, gt=0, description="Largest spread of capture times inside one observation."
+    )
+    on_stale: Literal["hold", "safe_stop"] = Field(
+        "hold", description="What a step with stale data does: hold the last command, or safe-stop."
+    )
+    max_hold_steps: int = Field(
+        100, ge=1, description="Consecutive held steps (stale data, no chunk) before a safe stop."
+    )
+    first_chunk_timeout_s: float = Field(
+        30.0, gt=0, description="How long connect waits for the target's first valid chunk."
+    )
+    infer_timeout_s: float = Field(
+        5.0, gt=0, description="An inference request taking longer than this is an error."
+    )
+    home_on_stop: bool = Field(
+        False, description="Drive home on a clean stop (apply_actions only; never in dry_run)."
+    )
+
+    @field_validator("max_delta")
+    @classmethod
+    def _positive(cls, value: float | list[float]) -> float | list[float]:
+        values = value if isinstance(value, list) else [value]
+        if not values or any(v <= 0 for v in values):
+            raise ValueError("max_delta must be > 0 (one number, or one per joint)")
+        return value
+
+
+class RecordConfig(StrictModel):
+    """Recording is on by default; ``--record`` / ``--format`` / ``--no-record`` override this."""
+
+    enabled: bool = True
+    formats: list[str] = Field(["jsonl"], min_length=1, description="Recording formats to write.")
+    dir: str | None = Field(
+        None, description="Recording directory (default ~/.reflex/recordings/<user>/<session>/)."
+    )
+    queue_size: int = Field(1024, ge=8, description="Steps buffered per format before dropping.")
+    images: bool = Field(True, description="Write camera images.")
+
+    @field_validator("formats")
+    @classmethod
+    def _known(cls, formats: list[str]) -> list[str]:
+        unknown = [f for f in formats if f not in KNOWN_FORMATS]
+        if unknown:
+            raise ValueError(
+                f"unknown recording format(s) {unknown}; expected one of {sorted(KNOWN_FORMATS)}"
+            )
+        return formats
+
+
+class ChunkingConfig(StrictModel):
+    """How action chunks are requested and executed."""
+
+    prefetch_margin_s: float = Field(
+        0.05,
+        ge=0,
+        description="Request the next chunk this long (plus the measured inference time) before "
+        "the current one runs out.",
+    )
+    interpolate: bool = Field(
+        True, description="Interpolate between chunk actions when the control rate is higher."
+    )
+
+
+class SessionConfig(StrictModel):
+    """One robot session: where inference runs, which robot, how fast, how safely, what is kept."""
+
+    mode: Literal["dry_run", "apply_actions"] = Field(
+        "dry_run", description="dry_run never moves anything; apply_actions drives the robot."
+    )
+    control_rate_hz: float = Field(30.0, gt=0, le=1000, description="Control loop rate.")
+    max_steps: int = Field(0, ge=0, description="Control steps to run; 0 = until stopped.")
+    duration_s: float | None = Field(None, gt=0, description="Stop after this many seconds.")
+    task: str = Field("", description="Instruction text sent with every observation.")
+    target: TargetBlock  # type: ignore[valid-type]
+    hardware: HardwareBlock  # type: ignore[valid-type]
+    cameras: dict[str, CameraBlock] = Field(  # type: ignore[valid-type]
+        default_factory=dict, description="Camera name -> camera block; names are policy image keys."
+    )
+    safety: SafetyConfig = SafetyConfig()
+    record: RecordConfig = RecordConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SessionConfig:
+        if self.mode == "apply_actions" and not self.hardware.can_apply():
+            raise ValueError(
+                f"hardware.kind '{self.hardware.kind}': mode apply_actions needs a connector "
+                "that can apply actions (e.g. set hardware.config.action_command)"
+            )
+        layout = self.hardware.layout()
+        if layout is not None and isinstance(self.safety.max_delta, list):
+            if len(self.safety.max_delta) != layout.dim:
+                raise ValueError(
+                    f"safety.max_delta has {len(self.safety.max_delta)} entries, "
+                    f"hardware has {layout.dim} joints"
+                )
+        for name, camera in self.cameras.items():
+            if camera.kind == "sim" and self.hardware.kind != "sim":
+                raise ValueError(f"cameras.{name}: kind 'sim' needs hardware.kind 'sim'")
+        return self

@@ -1,0 +1,1 @@
+"""Robot connectors: one sub-package or module per ``hardware.kind``."""

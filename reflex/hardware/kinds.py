@@ -1,0 +1,8 @@
+"""The built-in hardware kinds. A new kind adds its spec class here."""
+
+from __future__ import annotations
+
+from reflex.hardware.base import HardwareSpec
+from reflex.hardware.sim.config import SimHardwareSpec
+
+BUILTIN_HARDWARE: list[type[HardwareSpec]] = [SimHardwareSpec]

@@ -1,0 +1,1 @@
+"""``hardware.kind: sim``: a simulated YAM bimanual robot for demos and CI."""

@@ -1,0 +1,1 @@
+"""Running an exported policy (ONNX + ``reflex_config.json``) in this process."""

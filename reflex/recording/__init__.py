@@ -1,0 +1,1 @@
+"""Recorders: one module per format, all fed off the control thread."""

@@ -1,0 +1,1 @@
+"""Inference targets: one module per ``target.kind``."""

@@ -1,0 +1,1 @@
+"""``target.kind: local``: run an export in this process with ONNX Runtime."""
