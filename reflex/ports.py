@@ -57,7 +57,8 @@ class StateSample:
 
 @dataclass
 class Frame:
-    """One camera image: HxWx3 uint8 in RGB order unless the camera config says otherwise."""
+    """One camera image: HxWx3 uint8, RGB. A camera never writes into an image it handed out
+    (the runner passes the same array to the policy and to recorders without copying)."""
 
     image: np.ndarray
     t_capture: float

@@ -62,13 +62,14 @@ class SimCamera:
         self._period = 1.0 / fps
         self._frame: Frame | None = None
         self._seq = 0
+        self._next_due = 0.0
 
     def start(self) -> None:
         self._render(time.monotonic())
 
     def latest(self) -> Frame | None:
         now = time.monotonic()
-        if self._frame is None or now - self._frame.t_capture >= self._period:
+        if self._frame is None or now >= self._next_due:
             self._render(now)
         return self._frame
 
@@ -80,3 +81,5 @@ class SimCamera:
         image = render_joint_bars(q, self._robot.layout, *self._size)
         self._seq += 1
         self._frame = Frame(image=image, t_capture=now, seq=self._seq)
+        # Keep the nominal frame clock even when polled at another rate (no drift to poll ticks).
+        self._next_due = max(self._next_due + self._period, now - self._period / 2)

@@ -69,6 +69,11 @@ class RecordConfig(StrictModel):
     )
     queue_size: int = Field(1024, ge=8, description="Steps buffered per format before dropping.")
     images: bool = Field(True, description="Write camera images.")
+    on_error: Literal["safe_stop", "continue"] = Field(
+        "safe_stop",
+        description="A format that fails mid-session (e.g. disk full): safe-stop, or keep running "
+        "with the recording marked degraded (the result still reports the error).",
+    )
 
     @field_validator("formats")
     @classmethod

@@ -1,0 +1,182 @@
+"""Read a session YAML file into a :class:`SessionConfig`, or fail with every problem located.
+
+Errors name the YAML path (``hardware.config.left.channel``), the line, what was expected and
+what came. ``${VAR}`` / ``${VAR:-default}`` in string values is replaced from the environment
+(for secrets); an unset variable without a default is an error at its path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from reflex.config.base import PLUGIN_TAG, load_object
+from reflex.errors import ConfigError, ConfigIssue
+
+ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+Path_ = tuple[str | int, ...]
+
+
+def load_session_config(path: Path) -> Any:
+    """Parse, interpolate and validate ``path``. Raises :class:`ConfigError`."""
+    from reflex.config.session import SessionConfig
+
+    source = str(path)
+    if not path.is_file():
+        raise ConfigError(source, [ConfigIssue("", f"config file not found: {path}")])
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(source, [ConfigIssue("", f"cannot read file: {exc}")]) from exc
+    data, lines = parse_yaml(text, source)
+    issues: list[ConfigIssue] = []
+    data = interpolate_env(data, (), lines, issues)
+    if not isinstance(data, dict):
+        issues.append(ConfigIssue("", f"expected a mapping at the top level, got {_type_name(data)}", 1))
+    if issues:
+        raise ConfigError(source, issues)
+    try:
+        config = SessionConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_issue_from_error(e, lines) for e in exc.errors()]) from None
+    issues = check_plugins(config, lines)
+    if issues:
+        raise ConfigError(source, issues)
+    return config
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
+    """The data and a map from each key path to its 1-based line number."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {problem}", line)]) from None
+    lines: dict[Path_, int] = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    return data, lines
+
+
+def _index_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _index_lines(value_node, (*path, key), lines)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _index_lines(item, (*path, index), lines)
+
+
+def interpolate_env(value: Any, path: Path_, lines: dict[Path_, int], issues: list[ConfigIssue]) -> Any:
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, (*path, k), lines, issues) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_env(v, (*path, i), lines, issues) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        issues.append(
+            ConfigIssue(format_path(path), f"environment variable {name} is not set", _line(lines, path))
+        )
+        return ""
+
+    return ENV_PATTERN.sub(substitute, value)
+
+
+def check_plugins(config: Any, lines: dict[Path_, int]) -> list[ConfigIssue]:
+    """Dotted-path kinds must import now, not when the robot is half brought up."""
+    blocks: list[tuple[Path_, Any]] = [(("target",), config.target), (("hardware",), config.hardware)]
+    blocks += [(("cameras", name), cam) for name, cam in config.cameras.items()]
+    issues = []
+    for path, block in blocks:
+        if ":" in block.kind:
+            try:
+                load_object(block.kind)
+            except ImportError as exc:
+                kind_path = (*path, "kind")
+                issues.append(ConfigIssue(format_path(kind_path), str(exc), _line(lines, kind_path)))
+    return issues
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _issue_from_error(error: Any, lines: dict[Path_, int]) -> ConfigIssue:
+    loc = _strip_tags(tuple(error["loc"]))
+    kind = error["type"]
+    came = error.get("input")
+    if kind == "union_tag_invalid":
+        expected = error["ctx"]["expected_tags"].replace(f"'{PLUGIN_TAG}'", "a plugin 'package.module:Class'")
+        message = f"unknown kind '{error['ctx']['tag']}'; expected one of {expected}"
+        loc = (*loc, "kind")
+    elif kind == "union_tag_not_found":
+        message = "missing 'kind'"
+    elif kind == "extra_forbidden":
+        message = f"unknown field (value {_short(came)}); check the spelling against the reference"
+    elif kind == "missing":
+        message = "required field is missing"
+    else:
+        message = f"{error['msg']} (got {_short(came)})"
+    return ConfigIssue(format_path(loc), message, _line(lines, loc))
+
+
+def _strip_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """pydantic puts the union tag into the location (``hardware.sim.config``): drop it."""
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        after_union_field = i > 0 and loc[i - 1] in {"target", "hardware"} and len(out) == 1
+        in_camera = len(out) == 2 and out[0] == "cameras" and i == 2
+        if (after_union_field or in_camera) and isinstance(part, str) and _looks_like_tag(part):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _looks_like_tag(part: str) -> bool:
+    from reflex.cameras.kinds import BUILTIN_CAMERAS
+    from reflex.config.base import kind_names
+    from reflex.hardware.kinds import BUILTIN_HARDWARE
+    from reflex.targets.kinds import BUILTIN_TARGETS
+
+    tags = {PLUGIN_TAG}
+    for specs in (BUILTIN_CAMERAS, BUILTIN_HARDWARE, BUILTIN_TARGETS):
+        tags.update(kind_names(specs))  # type: ignore[arg-type]
+    return part in tags
+
+
+def _line(lines: dict[Path_, int], path: Path_) -> int | None:
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__

@@ -1,0 +1,1 @@
+"""The session runner: connect ordering, the control loop, safety, results."""

@@ -1,0 +1,335 @@
+"""The control loop: observe -> action for now -> guard -> apply (or log) -> record, at a fixed rate.
+
+It knows only the ports. Any failure ends the loop with an :class:`Incident`; the session turns
+that into exactly one safe stop. Inference runs on the worker thread and is requested ahead of
+time, so the loop never waits for a chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from reflex.ports import (
+    ActionChunk,
+    Camera,
+    Frame,
+    GuardEvent,
+    Hardware,
+    Observation,
+    SessionEvent,
+    StepRecord,
+)
+from reflex.runtime.chunks import ChunkInvalid, ChunkSchedule, validate_chunk
+from reflex.runtime.guard import ActionGuard, GuardRejected
+from reflex.runtime.inference import InferenceResult, InferenceWorker
+from reflex.runtime.signals import SignalGate
+from reflex.runtime.timing import Samples, StageTimes
+
+if TYPE_CHECKING:
+    from reflex.config.session import SessionConfig
+    from reflex.recording.hub import RecordingHub
+
+
+@dataclass
+class Incident:
+    """Why the loop had to stop the robot."""
+
+    stage: str  # observe | infer | guard | apply | record | stale | starved
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.message}"
+
+
+@dataclass
+class CameraStats:
+    max_age_s: float
+    last_seq: int = -1
+    new_frames: int = 0
+    stale_steps: int = 0
+    ages_ms: Samples = field(default_factory=Samples)
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        config: SessionConfig,
+        hardware: Hardware,
+        cameras: dict[str, Camera],
+        camera_max_age_s: dict[str, float],
+        worker: InferenceWorker,
+        schedule: ChunkSchedule,
+        guard: ActionGuard,
+        action_dim: int,
+        hub: RecordingHub | None,
+        gate: SignalGate,
+    ) -> None:
+        self.config = config
+        self.hardware = hardware
+        self.cameras = cameras
+        self.worker = worker
+        self.schedule = schedule
+        self.guard = guard
+        self.action_dim = action_dim
+        self.hub = hub
+        self.gate = gate
+        self.apply_enabled = config.mode == "apply_actions"
+        self.period = 1.0 / config.control_rate_hz
+        self.safety = config.safety
+        self.times = StageTimes("observe", "chunk", "guard", "apply", "record", "tick")
+        self.lateness = Samples()
+        self.infer_ms = Samples()
+        self.camera_stats = {n: CameraStats(camera_max_age_s[n]) for n in cameras}
+        self.steps = 0
+        self.applied_steps = 0
+        self.held_steps = 0
+        self.starved_steps = 0
+        self.stale_steps = 0
+        self.skew_events = 0
+        self.overruns = 0
+        self.next_chunk_id = 1
+        self.first_action_t: float | None = None
+        self._consecutive_holds = 0
+        self._stale_reason: str | None = None
+
+    # -- first chunk ---------------------------------------------------------------------
+    def observe(self, step: int) -> tuple[Observation, str | None]:
+        """Read state and the latest frames; the second value says why the data is stale."""
+        state = self.hardware.read_state()
+        frames: dict[str, Frame] = {}
+        for name, camera in self.cameras.items():
+            frame = camera.latest()
+            if frame is not None:
+                frames[name] = frame
+        obs = Observation(step=step, state=state, images=frames, task=self.config.task)
+        return obs, self._staleness(obs, time.monotonic())
+
+    def adopt(self, result: InferenceResult) -> ActionChunk:
+        """Validate a finished inference and make it the current chunk (raises on bad data)."""
+        if result.error is not None:
+            raise result.error
+        assert result.actions is not None
+        actions = validate_chunk(result.actions, self.action_dim)
+        chunk = ActionChunk(
+            chunk_id=self.next_chunk_id,
+            actions=actions,
+            t_origin=result.obs.t_capture,
+            dt=self.chunk_dt,
+            obs_step=result.obs.step,
+            t_requested=result.t_requested,
+            t_received=result.t_received,
+            timing=dict(result.timing),
+        )
+        self.next_chunk_id += 1
+        self.infer_ms.add((result.t_received - result.t_requested) * 1e3)
+        skipped = self.schedule.adopt(chunk)
+        chunk.timing["skipped_actions"] = float(skipped)
+        if self.hub is not None:
+            self.hub.submit(chunk)
+        return chunk
+
+    chunk_dt: float = 0.0  # set by the session from the target's action_dt
+
+    # -- main loop -----------------------------------------------------------------------
+    def run(self, t_start: float) -> Incident | None:
+        cfg = self.config
+        max_steps = cfg.max_steps or None
+        deadline = t_start + cfg.duration_s if cfg.duration_s else None
+        t_next = time.monotonic()
+        step = 0
+        while not self.gate.stop_requested.is_set():
+            if max_steps is not None and step >= max_steps:
+                break
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if t_next > now:
+                time.sleep(t_next - now)
+            t_tick = time.monotonic()
+            self.lateness.add((t_tick - t_next) * 1e3)
+            incident = self._tick(step, t_tick)
+            self.steps = step + 1
+            if incident is not None:
+                return incident
+            step += 1
+            t_next += self.period
+            if t_next < time.monotonic() - self.period:
+                # More than a whole period behind: skip the missed ticks instead of bursting.
+                self.overruns += 1
+                t_next = time.monotonic()
+        return None
+
+    def _tick(self, step: int, t_tick: float) -> Incident | None:
+        times = self.times
+        # observe
+        t0 = time.perf_counter()
+        try:
+            obs, stale = self.observe(step)
+        except Exception as exc:
+            return Incident("observe", f"step {step}: {type(exc).__name__}: {exc}")
+        t1 = time.perf_counter()
+        times.add("observe", (t1 - t0) * 1e3)
+        new_frames = self._note_frames(obs, t_tick)
+
+        # chunk: adopt a finished inference, request the next one ahead of time
+        result = self.worker.poll()
+        if result is not None:
+            try:
+                self.adopt(result)
+            except ChunkInvalid as exc:
+                return Incident("infer", f"step {step}: invalid chunk: {exc}")
+            except Exception as exc:
+                return Incident("infer", f"step {step}: {type(exc).__name__}: {exc}")
+        busy_for = self.worker.busy_for(t_tick)
+        if busy_for > self.safety.infer_timeout_s:
+            return Incident("infer", f"step {step}: no answer from the target for {busy_for:.1f} s")
+        if stale is None and not self.worker.busy and self.schedule.needs_next(t_tick):
+            self.worker.submit(obs)
+        planned = self.schedule.action_at(t_tick)
+        t2 = time.perf_counter()
+        times.add("chunk", (t2 - t1) * 1e3)
+
+        # decide: hold, or guard the action for now
+        action: np.ndarray | None = None
+        events: list[GuardEvent] = []
+        hold_reason = None
+        if stale is not None:
+            self.stale_steps += 1
+            hold_reason = f"stale data ({stale})"
+            if self.safety.on_stale == "safe_stop":
+                return Incident("stale", f"step {step}: {stale}")
+        elif planned is None:
+            self.starved_steps += 1
+            hold_reason = "no action for now (chunk ran out before the next arrived)"
+        self._note_stale_transition(step, t_tick, stale)
+        if hold_reason is not None:
+            self.held_steps += 1
+            self._consecutive_holds += 1
+            if self._consecutive_holds > self.safety.max_hold_steps:
+                return Incident("starved" if stale is None else "stale", f"step {step}: {hold_reason} "
+                                f"for {self._consecutive_holds} consecutive steps")
+        else:
+            self._consecutive_holds = 0
+            assert planned is not None
+            try:
+                action, events = self.guard.check(planned[0], obs.state.position)
+            except GuardRejected as exc:
+                return Incident("guard", f"step {step}: {exc}")
+        t3 = time.perf_counter()
+        times.add("guard", (t3 - t2) * 1e3)
+
+        # apply (never in dry_run)
+        applied = False
+        if action is not None and self.apply_enabled:
+            try:
+                self.hardware.apply(action, step)
+            except Exception as exc:
+                return Incident("apply", f"step {step}: {type(exc).__name__}: {exc}")
+            applied = True
+            self.applied_steps += 1
+        if action is not None and self.first_action_t is None:
+            self.first_action_t = time.monotonic()
+        t4 = time.perf_counter()
+        times.add("apply", (t4 - t3) * 1e3)
+
+        # record
+        if self.hub is not None:
+            chunk = self.schedule.current
+            self.hub.submit(self._record(step, t_tick, obs, new_frames, action, applied, events, chunk, planned))
+            failures = self.hub.failures()
+            if failures and self.config.record.on_error == "safe_stop":
+                return Incident("record", f"step {step}: recorder failed: {'; '.join(failures)}")
+        t5 = time.perf_counter()
+        times.add("record", (t5 - t4) * 1e3)
+        times.add("tick", (t5 - t0) * 1e3)
+        return None
+
+    # -- helpers -------------------------------------------------------------------------
+    def _staleness(self, obs: Observation, now: float) -> str | None:
+        age = now - obs.state.t_capture
+        if age * 1e3 > self.safety.max_state_age_ms:
+            return f"state is {age * 1e3:.0f} ms old (max {self.safety.max_state_age_ms:.0f} ms)"
+        for name, stats in self.camera_stats.items():
+            frame = obs.images.get(name)
+            if frame is None:
+                return f"camera '{name}' has no frame"
+            frame_age = now - frame.t_capture
+            if frame_age > stats.max_age_s:
+                return f"camera '{name}' frame is {frame_age * 1e3:.0f} ms old (max {stats.max_age_s * 1e3:.0f} ms)"
+        max_skew = self.safety.max_skew_ms
+        if max_skew is not None and obs.images:
+            times = [obs.state.t_capture, *(f.t_capture for f in obs.images.values())]
+            skew = (max(times) - min(times)) * 1e3
+            if skew > max_skew:
+                self.skew_events += 1
+                return f"capture times spread {skew:.1f} ms (max {max_skew:.1f} ms)"
+        return None
+
+    def _note_frames(self, obs: Observation, now: float) -> dict[str, Frame]:
+        """Per-camera age and fps bookkeeping; returns the frames that are new this step."""
+        new: dict[str, Frame] = {}
+        for name, stats in self.camera_stats.items():
+            frame = obs.images.get(name)
+            if frame is None:
+                stats.stale_steps += 1
+                continue
+            age = now - frame.t_capture
+            stats.ages_ms.add(age * 1e3)
+            if age > stats.max_age_s:
+                stats.stale_steps += 1
+            if frame.seq != stats.last_seq:
+                stats.new_frames += 1
+                stats.last_seq = frame.seq
+                new[name] = frame
+        return new
+
+    def _note_stale_transition(self, step: int, t: float, stale: str | None) -> None:
+        """One event when data goes stale and one when it recovers, not one per step."""
+        if (stale is None) == (self._stale_reason is None):
+            return
+        kind, message = ("stale", stale) if stale is not None else ("fresh", "data fresh again")
+        self._stale_reason = stale
+        if self.hub is not None:
+            self.hub.submit(SessionEvent(kind=kind, t=t, step=step, message=message or ""))
+
+    def _record(
+        self,
+        step: int,
+        t_tick: float,
+        obs: Observation,
+        new_frames: dict[str, Frame],
+        action: np.ndarray | None,
+        applied: bool,
+        events: list[GuardEvent],
+        chunk: ActionChunk | None,
+        planned: tuple[np.ndarray, float] | None,
+    ) -> StepRecord:
+        return StepRecord(
+            step=step,
+            t_tick=t_tick,
+            state=obs.state,
+            frames=new_frames,
+            action=action,
+            applied=applied,
+            chunk_id=None if chunk is None else chunk.chunk_id,
+            chunk_index=None if planned is None else planned[1],
+            chunk_age_s=None if chunk is None else t_tick - chunk.t_origin,
+            guard_events=events,
+            task=obs.task,
+            timing_ms={},
+        )
+
+    def camera_summary(self, duration_s: float) -> dict[str, dict[str, object]]:
+        return {
+            name: {
+                "fps": round(s.new_frames / duration_s, 2) if duration_s > 0 else 0.0,
+                "newFrames": s.new_frames,
+                "ageMs": s.ages_ms.summary(),
+                "staleSteps": s.stale_steps,
+            }
+            for name, s in self.camera_stats.items()
+        }

@@ -1,0 +1,80 @@
+"""The result of a session, as printed by ``reflex connect --json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reflex.errors import (
+    EXIT_ABORTED,
+    EXIT_OK,
+    EXIT_SAFE_STOP_FAILED,
+    EXIT_SESSION_FAILED,
+    EXIT_SETUP,
+)
+
+
+@dataclass
+class SessionResult:
+    config: str
+    mode: str
+    session_id: str
+    steps: int = 0
+    applied_steps: int = 0
+    safe_stops: int = 0
+    safe_stop_failures: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stop_reason: str = "not_started"
+    setup_failed: bool = False
+    aborted: bool = False
+    duration_s: float = 0.0
+    time_to_first_action_s: float | None = None
+    loop: dict[str, Any] = field(default_factory=dict)
+    stages_ms: dict[str, Any] = field(default_factory=dict)
+    chunks: dict[str, Any] = field(default_factory=dict)
+    cameras: dict[str, Any] = field(default_factory=dict)
+    guard: dict[str, Any] = field(default_factory=dict)
+    stale: dict[str, Any] = field(default_factory=dict)
+    target: dict[str, Any] = field(default_factory=dict)
+    recording: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not (self.errors or self.safe_stops or self.safe_stop_failures or self.aborted)
+
+    @property
+    def exit_code(self) -> int:
+        if self.safe_stop_failures:
+            return EXIT_SAFE_STOP_FAILED
+        if self.aborted:
+            return EXIT_ABORTED
+        if self.setup_failed:
+            return EXIT_SETUP
+        return EXIT_OK if self.ok else EXIT_SESSION_FAILED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "config": self.config,
+            "steps": self.steps,
+            "appliedSteps": self.applied_steps,
+            "safeStops": self.safe_stops,
+            "errors": list(self.errors),
+            "exitCode": self.exit_code,
+            "mode": self.mode,
+            "sessionId": self.session_id,
+            "stopReason": self.stop_reason,
+            "safeStopFailures": list(self.safe_stop_failures),
+            "durationS": round(self.duration_s, 4),
+            "timeToFirstActionS": (
+                None if self.time_to_first_action_s is None else round(self.time_to_first_action_s, 4)
+            ),
+            "loop": self.loop,
+            "stagesMs": self.stages_ms,
+            "chunks": self.chunks,
+            "cameras": self.cameras,
+            "guard": self.guard,
+            "stale": self.stale,
+            "target": self.target,
+            "recording": self.recording,
+        }
