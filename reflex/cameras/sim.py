@@ -82,4 +82,5 @@ class SimCamera:
         self._seq += 1
         self._frame = Frame(image=image, t_capture=now, seq=self._seq)
         # Keep the nominal frame clock even when polled at another rate (no drift to poll ticks).
-        self._next_due = max(self._next_due + self._period, now - self._period / 2)
+        due = self._next_due + self._period
+        self._next_due = due if due > now else now + self._period

@@ -135,6 +135,8 @@ def _issue_from_error(error: Any, lines: dict[Path_, int]) -> ConfigIssue:
         message = "missing 'kind'"
     elif kind == "extra_forbidden":
         message = f"unknown field (value {_short(came)}); check the spelling against the reference"
+    elif kind == "string_pattern_mismatch" and loc and loc[-1] == "kind":
+        message = f"'{came}' is not a plugin path; expected 'package.module:Class' or a built-in kind"
     elif kind == "missing":
         message = "required field is missing"
     else:

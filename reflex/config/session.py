@@ -62,7 +62,7 @@ class SafetyConfig(StrictModel):
 class RecordConfig(StrictModel):
     """Recording is on by default; ``--record`` / ``--format`` / ``--no-record`` override this."""
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="Record this session.")
     formats: list[str] = Field(["jsonl"], min_length=1, description="Recording formats to write.")
     dir: str | None = Field(
         None, description="Recording directory (default ~/.reflex/recordings/<user>/<session>/)."
@@ -110,14 +110,14 @@ class SessionConfig(StrictModel):
     max_steps: int = Field(0, ge=0, description="Control steps to run; 0 = until stopped.")
     duration_s: float | None = Field(None, gt=0, description="Stop after this many seconds.")
     task: str = Field("", description="Instruction text sent with every observation.")
-    target: TargetBlock  # type: ignore[valid-type]
-    hardware: HardwareBlock  # type: ignore[valid-type]
+    target: TargetBlock = Field(description="Where inference runs.")  # type: ignore[valid-type]
+    hardware: HardwareBlock = Field(description="The robot: {kind, config}.")  # type: ignore[valid-type]
     cameras: dict[str, CameraBlock] = Field(  # type: ignore[valid-type]
         default_factory=dict, description="Camera name -> camera block; names are policy image keys."
     )
-    safety: SafetyConfig = SafetyConfig()
-    record: RecordConfig = RecordConfig()
-    chunking: ChunkingConfig = ChunkingConfig()
+    safety: SafetyConfig = Field(SafetyConfig(), description="Guard limits and stale-data policy.")
+    record: RecordConfig = Field(RecordConfig(), description="What is recorded, where, in which formats.")
+    chunking: ChunkingConfig = Field(ChunkingConfig(), description="Chunk prefetch and interpolation.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SessionConfig:
@@ -134,6 +134,7 @@ class SessionConfig(StrictModel):
                     f"hardware has {layout.dim} joints"
                 )
         for name, camera in self.cameras.items():
-            if camera.kind == "sim" and self.hardware.kind != "sim":
+            builtin_hw = ":" not in self.hardware.kind  # plugins are checked when built
+            if camera.kind == "sim" and builtin_hw and self.hardware.kind != "sim":
                 raise ValueError(f"cameras.{name}: kind 'sim' needs hardware.kind 'sim'")
         return self

@@ -4,5 +4,7 @@ from __future__ import annotations
 
 from reflex.hardware.base import HardwareSpec
 from reflex.hardware.sim.config import SimHardwareSpec
+from reflex.hardware.subprocess.config import SubprocessHardwareSpec
 
 BUILTIN_HARDWARE: list[type[HardwareSpec]] = [SimHardwareSpec]
+BUILTIN_HARDWARE.append(SubprocessHardwareSpec)

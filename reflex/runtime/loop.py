@@ -173,7 +173,7 @@ class ControlLoop:
             return Incident("observe", f"step {step}: {type(exc).__name__}: {exc}")
         t1 = time.perf_counter()
         times.add("observe", (t1 - t0) * 1e3)
-        new_frames = self._note_frames(obs, t_tick)
+        new_frames = self._note_frames(obs, time.monotonic())
 
         # chunk: adopt a finished inference, request the next one ahead of time
         result = self.worker.poll()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import struct
 import sys
+import threading
 from dataclasses import dataclass
 
 MAGIC = b"RFLXCAM\x00"
@@ -79,6 +80,20 @@ SLOT_FRAME_NUMBER = 3
 
 if sys.byteorder != "little":  # pragma: no cover - every supported host is little-endian
     raise ImportError("reflex.shm needs a little-endian host (the channel layout is little-endian)")
+
+
+_FENCE = threading.Lock()
+
+
+def fence() -> None:
+    """A full memory barrier between the seqlock counter and the pixel copy.
+
+    x86-64 already keeps stores in order (TSO); on weakly ordered CPUs (aarch64, e.g. a Jetson)
+    taking and releasing a mutex issues the barrier instructions the seqlock needs, and Python
+    offers no cheaper portable way to emit one.
+    """
+    with _FENCE:
+        pass
 
 
 class LayoutError(ValueError):

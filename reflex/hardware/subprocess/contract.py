@@ -78,7 +78,9 @@ class TeardownRequest(RequestBase):
 
 class ObserveRequest(RequestBase):
     op: Literal["observe"]
-    step: int = Field(ge=0, description="Control step the observation is for.")
+    step: int | None = Field(
+        ge=0, description="Control step the observation is for (null: the read-only probe at connect)."
+    )
 
 
 class EnableRequest(RequestBase):

@@ -1,0 +1,137 @@
+"""Starting and bounding user commands.
+
+Every command runs in its own session (process group): a timeout kills the whole group, so a
+script's children (``sleep``, a Python helper) cannot keep the pipes open and hang Reflex, and a
+Ctrl-C at the terminal reaches Reflex only, which then runs the safe stop through these commands
+instead of having them die mid-move.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from reflex.hardware.subprocess.config import Command
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One configured command: which config field it came from and how to start it."""
+
+    field: str  # e.g. "observe_command": named in every error
+    display: str  # as written in the config
+    argv: tuple[str, ...]
+    cwd: Path
+    env: dict[str, str]
+
+    @classmethod
+    def from_config(
+        cls, field: str, command: Command, shell: bool, cwd: Path, env: dict[str, str]
+    ) -> CommandSpec:
+        display = command if isinstance(command, str) else shlex.join(command)
+        if shell:
+            argv: tuple[str, ...] = ("/bin/sh", "-c", display)
+        else:
+            argv = tuple(shlex.split(command)) if isinstance(command, str) else tuple(command)
+        return cls(field, display, argv, cwd, env)
+
+
+@dataclass
+class CallResult:
+    returncode: int | None  # None: killed after the timeout
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+
+
+class StartFailed(OSError):
+    """The command could not be started at all (not found, not executable, bad cwd)."""
+
+
+def start(spec: CommandSpec, extra_env: dict[str, str], pipes_stdin: bool = True) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **spec.env, **extra_env}
+    try:
+        return subprocess.Popen(
+            spec.argv,
+            stdin=subprocess.PIPE if pipes_stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=spec.cwd,
+            env=env,
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        missing = exc.filename if exc.filename else spec.argv[0]
+        if not spec.cwd.is_dir():
+            raise StartFailed(f"working directory {spec.cwd} does not exist") from None
+        raise StartFailed(f"cannot start: {missing} not found (cwd {spec.cwd})") from None
+    except PermissionError:
+        raise StartFailed(f"cannot start: {spec.argv[0]} is not executable (chmod +x, or run it "
+                          "through its interpreter, e.g. `bash script.sh`)") from None
+    except OSError as exc:
+        raise StartFailed(f"cannot start: {exc}") from None
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace_s: float = 0.0) -> None:
+    """SIGTERM (if a grace period is given) then SIGKILL to the command's whole process group."""
+    if proc.poll() is not None:
+        return  # exited: whatever it started on purpose (e.g. a driver daemon) is left alone
+    if grace_s > 0:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+    _signal_group(proc.pid, signal.SIGKILL)
+    try:
+        proc.wait(timeout=2.0)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_once(spec: CommandSpec, stdin: bytes, timeout_s: float, extra_env: dict[str, str]) -> CallResult:
+    """Run the command to completion with ``stdin``; kill its group when ``timeout_s`` passes."""
+    t0 = time.monotonic()
+    proc = start(spec, extra_env)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        kill_group(proc)
+        try:
+            out, err = proc.communicate(timeout=1.0)
+        except (subprocess.TimeoutExpired, ValueError):
+            out, err = b"", b""
+        _close(proc)
+        return CallResult(None, out or b"", err or b"", time.monotonic() - t0)
+    return CallResult(proc.returncode, out, err, time.monotonic() - t0)
+
+
+def _close(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by {name}"
+    return f"exited with code {returncode}"

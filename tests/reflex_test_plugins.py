@@ -1,0 +1,120 @@
+"""Plugin kinds used by the tests (loaded through the real dotted-path plugin mechanism).
+
+They wrap the real sim robot and the real demo policy and add what tests need to observe:
+a JSON journal of every port call written to a file, and controllable failures.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reflex.hardware.sim.config import SimConfig
+from reflex.hardware.sim.robot import SimRobot
+from reflex.ports import Observation, StateSample, TargetInfo
+from reflex.targets.export_manifest import resolve_export_dir
+from reflex.targets.local.config import LocalTargetSpec
+from reflex.targets.local.target import LocalTarget
+
+
+class JournalSim(SimRobot):
+    """The sim robot, journaling each port call to ``journal`` (one JSON line per call)."""
+
+    def __init__(self, journal: str, stale_after: int | None = None, **config: object) -> None:
+        super().__init__(SimConfig.model_validate(config))
+        self._journal = Path(journal)
+        self._stale_after = stale_after
+        self._write("init")
+
+    def _write(self, call: str, **data: object) -> None:
+        with self._journal.open("a") as fh:
+            fh.write(json.dumps({"call": call, "t": time.monotonic(), **data}) + "\n")
+
+    def connect(self) -> None:
+        self._write("connect")
+        super().connect()
+
+    def enable(self) -> None:
+        self._write("enable")
+        super().enable()
+
+    def read_state(self) -> StateSample:
+        sample = super().read_state()
+        if self._stale_after is not None and self._reads > self._stale_after:
+            sample.t_capture -= 10.0  # a sensor that stopped updating
+        return sample
+
+    def apply(self, action: np.ndarray, step: int) -> None:
+        self._write("apply", step=step, action=[float(x) for x in action],
+                    measured=[float(x) for x in self._q])
+        super().apply(action, step)
+
+    def safe_stop(self, reason: str) -> None:
+        self._write("safe_stop", reason=reason)
+        super().safe_stop(reason)
+
+    def close(self) -> None:
+        self._write("close")
+        super().close()
+
+
+def read_journal(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class ScriptedTarget:
+    """The demo policy with scripted misbehaviour: slow connect, failing or corrupt chunks."""
+
+    def __init__(
+        self,
+        connect_marker: str | None = None,
+        connect_delay_s: float = 0.0,
+        fail_at_call: int | None = None,
+        nan_at_call: int | None = None,
+        wrong_width_at_call: int | None = None,
+        infer_delay_s: float = 0.0,
+        connect_error: str | None = None,
+    ) -> None:
+        export = resolve_export_dir("builtin:demo", Path.cwd())
+        self._inner = LocalTarget(LocalTargetSpec(export="builtin:demo"), export)
+        self.connect_marker = connect_marker
+        self.connect_delay_s = connect_delay_s
+        self.fail_at_call = fail_at_call
+        self.nan_at_call = nan_at_call
+        self.wrong_width_at_call = wrong_width_at_call
+        self.infer_delay_s = infer_delay_s
+        self.connect_error = connect_error
+        self.calls = 0
+
+    def connect(self) -> TargetInfo:
+        if self.connect_marker:
+            Path(self.connect_marker).write_text("connecting")
+        deadline = time.monotonic() + self.connect_delay_s
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.connect_error:
+            raise ConnectionError(self.connect_error)
+        return self._inner.connect()
+
+    def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
+        call = self.calls
+        self.calls += 1
+        if self.infer_delay_s:
+            time.sleep(self.infer_delay_s)
+        if call == self.fail_at_call:
+            raise RuntimeError(f"scripted inference failure at call {call}")
+        chunk, timing = self._inner.infer(obs)
+        if call == self.nan_at_call:
+            chunk = chunk.copy()
+            chunk[3, 2] = np.nan
+        if call == self.wrong_width_at_call:
+            chunk = chunk[:, :13]
+        return chunk, timing
+
+    def close(self) -> None:
+        self._inner.close()

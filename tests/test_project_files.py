@@ -1,0 +1,75 @@
+"""Committed artefacts stay in sync with the code that generates them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from reflex.schemas import render_all
+
+
+def test_committed_schemas_and_reference_are_up_to_date() -> None:
+    from reflex.config.reference import render_reference
+
+    expected = {REPO / "schemas" / rel: text for rel, text in render_all().items()}
+    expected[REPO / "docs" / "config-reference.md"] = render_reference()
+    for path, text in expected.items():
+        assert path.is_file(), f"{path} missing: run `reflex schema`"
+        assert path.read_text() == text, f"{path} is stale: run `reflex schema`"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_declares_its_schema_and_validates(path: Path) -> None:
+    from reflex.config.loader import load_session_config
+
+    first = path.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=../schemas/session.schema.json"
+    load_session_config(path)  # raises ConfigError if invalid
+
+
+def test_demo_export_is_reproduced_by_its_script(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    subprocess.run([sys.executable, "-m", "reflex.demo.build_export", str(tmp_path)], check=True, cwd=REPO)
+    shipped = REPO / "reflex" / "demo" / "exports" / "demo"
+    for name in ("model.onnx", "reflex_config.json"):
+        assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
+
+
+def test_help_is_light_and_version_prints() -> None:
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from reflex.cli.app import app\n"
+        "r = CliRunner().invoke(app, ['--help'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('onnxruntime', 'numpy', 'pydantic', 'can', 'aiortc', 'av', 'torch', 'rerun',"
+        " 'pyarrow', 'mcap', 'aiohttp') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "", f"--help imported heavy modules: {out.stdout}"
+    version = subprocess.run([sys.executable, "-m", "reflex", "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("reflex ")
+
+
+def test_check_resolves_without_touching_hardware(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from conftest import base_session, write_session
+    from reflex.cli.app import app
+    from reflex_test_plugins import read_journal
+
+    journal = tmp_path / "j.jsonl"
+    session = base_session(hardware={"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(journal)}})
+    result = CliRunner().invoke(app, ["connect", "--config", str(write_session(tmp_path, session)), "--check", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"target": "local: state 14-D, action 14-D, chunk 50' in result.output
+    assert read_journal(journal) == []
+    # a mismatching export is caught by --check
+    bad = base_session(target={"kind": "local", "export": str(tmp_path / "missing")})
+    result = CliRunner().invoke(app, ["connect", "--config", str(write_session(tmp_path, bad)), "--check", "--json"])
+    assert result.exit_code == 3 and "reflex_config.json" in result.output
