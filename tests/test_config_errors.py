@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import base_session, write_session
+from reflex_test_plugins import read_journal
 from typer.testing import CliRunner
 
-from conftest import base_session, write_session
 from reflex.cli.app import app
-from reflex_test_plugins import read_journal
 
 
 def journal_hw(journal: Path, **config: Any) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+
 from reflex.schemas import render_all
 
 
@@ -46,8 +46,8 @@ def test_help_is_light_and_version_prints() -> None:
         "from reflex.cli.app import app\n"
         "r = CliRunner().invoke(app, ['--help'])\n"
         "assert r.exit_code == 0, r.output\n"
-        "heavy = [m for m in ('onnxruntime', 'numpy', 'pydantic', 'can', 'aiortc', 'av', 'torch', 'rerun',"
-        " 'pyarrow', 'mcap', 'aiohttp') if m in sys.modules]\n"
+        "heavy = [m for m in ('onnxruntime', 'numpy', 'pydantic', 'can', 'aiortc', 'av', 'torch',"
+        " 'rerun', 'pyarrow', 'mcap', 'aiohttp') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
@@ -57,14 +57,15 @@ def test_help_is_light_and_version_prints() -> None:
 
 
 def test_check_resolves_without_touching_hardware(tmp_path: Path) -> None:
+    from conftest import base_session, write_session
+    from reflex_test_plugins import read_journal
     from typer.testing import CliRunner
 
-    from conftest import base_session, write_session
     from reflex.cli.app import app
-    from reflex_test_plugins import read_journal
 
     journal = tmp_path / "j.jsonl"
-    session = base_session(hardware={"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(journal)}})
+    hardware = {"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(journal)}}
+    session = base_session(hardware=hardware)
     result = CliRunner().invoke(app, ["connect", "--config", str(write_session(tmp_path, session)), "--check", "--json"])
     assert result.exit_code == 0, result.output
     assert '"target": "local: state 14-D, action 14-D, chunk 50' in result.output

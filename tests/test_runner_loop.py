@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import base_session, write_session
+from reflex_test_plugins import read_journal
+
 from reflex.hardware.yam_layout import yam_bimanual_layout
 from reflex.runtime.session import run_session_file
-from reflex_test_plugins import read_journal
 
 
 def journal_session(
@@ -133,7 +133,7 @@ def test_stale_state_holds_then_safe_stops(tmp_path: Path) -> None:
 
 
 def test_stale_state_can_safe_stop_at_once(tmp_path: Path) -> None:
-    path, journal = journal_session(
+    path, _ = journal_session(
         tmp_path, mode="apply_actions", hw_config={"stale_after": 10}, max_steps=200,
         safety={"on_stale": "safe_stop"},
     )
@@ -173,7 +173,7 @@ def test_jsonl_recording_matches_the_session(tmp_path: Path) -> None:
     steps = [x for x in lines if x["type"] == "step"]
     assert [s["step"] for s in steps] == list(range(30))
     applied = calls(journal, "apply")
-    for s, a in zip(steps, applied):
+    for s, a in zip(steps, applied, strict=True):
         assert s["applied"] is True
         assert s["action"] == pytest.approx(a["action"], abs=0)
     chunks = {x["chunk_id"] for x in lines if x["type"] == "chunk"}

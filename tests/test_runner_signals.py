@@ -82,7 +82,7 @@ def test_second_sigint_leaves_now_after_a_safe_stop(tmp_path: Path) -> None:
     wait_for(lambda: any(e["call"] == "apply" for e in read_journal(journal)))
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out, _ = proc.communicate(timeout=30)
     result = json.loads(out.strip().splitlines()[-1])
     calls = [e["call"] for e in read_journal(journal)]
     assert calls[-1] == "close"

@@ -45,7 +45,7 @@ def render_joint_bars(q: np.ndarray, layout: JointLayout, width: int, height: in
     level = np.clip((q - layout.lower) / span, 0.0, 1.0)
     bar_w = max(1, width // n)
     for i in range(n):
-        top = height - int(round(level[i] * (height - 1))) - 1
+        top = height - round(level[i] * (height - 1)) - 1
         colour = LEFT_COLOUR if i < n // 2 else RIGHT_COLOUR
         image[top:, i * bar_w : i * bar_w + max(1, bar_w - 1)] = colour
     return image

@@ -76,10 +76,10 @@ def kind_names(specs: list[type[BaseModel]]) -> list[str]:
 
 def _literal_kind(spec: type[BaseModel]) -> str:
     annotation = spec.model_fields["kind"].annotation
-    args = getattr(annotation, "__args__", ())
+    args: tuple[Any, ...] = tuple(getattr(annotation, "__args__", ()))
     if len(args) != 1 or not isinstance(args[0], str):
         raise TypeError(f"{spec.__name__}.kind must be a single Literal string")
-    return args[0]
+    return str(args[0])
 
 
 PluginKind = Annotated[

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from reflex.cameras.base import PluginCameraSpec
+from reflex.cameras.base import CameraSpec, PluginCameraSpec
 from reflex.cameras.kinds import BUILTIN_CAMERAS
 from reflex.config.base import StrictModel, kind_union
-from reflex.hardware.base import PluginHardwareSpec
+from reflex.hardware.base import HardwareSpec, PluginHardwareSpec
 from reflex.hardware.kinds import BUILTIN_HARDWARE
 from reflex.recording.formats import KNOWN_FORMATS
-from reflex.targets.base import PluginTargetSpec
+from reflex.targets.base import PluginTargetSpec, TargetSpec
 from reflex.targets.kinds import BUILTIN_TARGETS
 
-HardwareBlock = kind_union(BUILTIN_HARDWARE, PluginHardwareSpec)  # type: ignore[arg-type]
-CameraBlock = kind_union(BUILTIN_CAMERAS, PluginCameraSpec)  # type: ignore[arg-type]
-TargetBlock = kind_union(BUILTIN_TARGETS, PluginTargetSpec)  # type: ignore[arg-type]
+if TYPE_CHECKING:  # type checkers see the common base of each union
+    HardwareBlock = HardwareSpec
+    CameraBlock = CameraSpec
+    TargetBlock = TargetSpec
+else:
+    HardwareBlock = kind_union(BUILTIN_HARDWARE, PluginHardwareSpec)
+    CameraBlock = kind_union(BUILTIN_CAMERAS, PluginCameraSpec)
+    TargetBlock = kind_union(BUILTIN_TARGETS, PluginTargetSpec)
 
 
 class SafetyConfig(StrictModel):
@@ -110,9 +115,9 @@ class SessionConfig(StrictModel):
     max_steps: int = Field(0, ge=0, description="Control steps to run; 0 = until stopped.")
     duration_s: float | None = Field(None, gt=0, description="Stop after this many seconds.")
     task: str = Field("", description="Instruction text sent with every observation.")
-    target: TargetBlock = Field(description="Where inference runs.")  # type: ignore[valid-type]
-    hardware: HardwareBlock = Field(description="The robot: {kind, config}.")  # type: ignore[valid-type]
-    cameras: dict[str, CameraBlock] = Field(  # type: ignore[valid-type]
+    target: TargetBlock = Field(description="Where inference runs.")
+    hardware: HardwareBlock = Field(description="The robot: {kind, config}.")
+    cameras: dict[str, CameraBlock] = Field(
         default_factory=dict, description="Camera name -> camera block; names are policy image keys."
     )
     safety: SafetyConfig = Field(SafetyConfig(), description="Guard limits and stale-data policy.")
@@ -127,12 +132,9 @@ class SessionConfig(StrictModel):
                 "that can apply actions (e.g. set hardware.config.action_command)"
             )
         layout = self.hardware.layout()
-        if layout is not None and isinstance(self.safety.max_delta, list):
-            if len(self.safety.max_delta) != layout.dim:
-                raise ValueError(
-                    f"safety.max_delta has {len(self.safety.max_delta)} entries, "
-                    f"hardware has {layout.dim} joints"
-                )
+        delta = self.safety.max_delta
+        if layout is not None and isinstance(delta, list) and len(delta) != layout.dim:
+            raise ValueError(f"safety.max_delta has {len(delta)} entries, hardware has {layout.dim} joints")
         for name, camera in self.cameras.items():
             builtin_hw = ":" not in self.hardware.kind  # plugins are checked when built
             if camera.kind == "sim" and builtin_hw and self.hardware.kind != "sim":

@@ -118,7 +118,7 @@ class OnnxPolicy:
             raise ValueError(f"model.onnx has no output '{m.output}' (has {sorted(outputs)})")
         shape = outputs[m.output]
         expected = (m.chunk_length, m.action_dim)
-        fixed_mismatch = any(isinstance(d, int) and d != e for d, e in zip(shape[1:], expected))
+        fixed_mismatch = any(isinstance(d, int) and d != e for d, e in zip(shape[1:], expected, strict=True))
         if len(shape) != 3 or fixed_mismatch:
             raise ValueError(
                 f"output '{m.output}' has shape {shape}, expected (batch, {expected[0]}, {expected[1]})"

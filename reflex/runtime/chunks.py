@@ -64,7 +64,7 @@ class ChunkSchedule:
         if position > last + 0.5:
             return None
         if not self.interpolate or position >= last:
-            return chunk.actions[min(last, int(round(position)))], position
+            return chunk.actions[min(last, round(position))], position
         i = int(position)
         frac = position - i
         action = chunk.actions[i] if frac == 0.0 else (1 - frac) * chunk.actions[i] + frac * chunk.actions[i + 1]
