@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-RENDERERS: list[str] = []
+RENDERERS: list[str] = ["reflex.serve.schemas:render_schemas"]
 
 
 def dumps(schema: dict[str, Any]) -> str:

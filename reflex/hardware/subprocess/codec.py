@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from reflex.hardware.subprocess.contract import Ack, ErrorReply
-from reflex.hardware.subprocess.errors import ContractViolation, excerpt
+from reflex.hardware.subprocess.errors import ContractViolation, NonFiniteNumber, excerpt
 
 M = TypeVar("M", bound=BaseModel)
 MAX_ERRORS = 4
@@ -20,7 +20,13 @@ def encode(message: BaseModel) -> bytes:
 
 
 def _reject_constant(name: str) -> Any:
-    raise ContractViolation(f"{name} is not allowed (JSON has no NaN/Infinity; numbers must be finite)")
+    raise NonFiniteNumber(f"{name} is not allowed (JSON has no NaN/Infinity; numbers must be finite)")
+
+
+def reply_id_despite_nan(raw: bytes) -> Any:
+    """The ``id`` of a line that only failed on NaN/Infinity (None if it has none)."""
+    data = json.loads(raw)
+    return data.get("id") if isinstance(data, dict) else None
 
 
 def decode_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -88,8 +94,8 @@ def describe(exc: ValidationError, data: Any) -> str:
             unexpected.append(where)
         else:
             got = err.get("input")
-            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-            other.append(f"{where}: {err['msg'].lower()}{shown}")
+            got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+            other.append(f"{where}: {err['msg'].lower()}{got_text}")
     parts = []
     if missing:
         parts.append(f"missing key(s) {', '.join(missing)}")

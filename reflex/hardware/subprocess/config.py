@@ -13,10 +13,6 @@ from reflex.hardware.base import HardwareSpec
 from reflex.ports import Hardware, JointLayout
 
 Command = str | list[str]
-COMMAND_HELP = (
-    "A command line, split shell-style and run without a shell (unless `shell: true`), or a list "
-    "of arguments. It reads one JSON request on stdin and writes one JSON reply on stdout."
-)
 PER_CALL_ONLY = ("observe_command", "action_command", "enable_command")
 
 
@@ -34,22 +30,28 @@ class CameraConfig(StrictModel):
 
 
 class SubprocessConfig(StrictModel):
+    """The commands, timeouts and joint layout of a robot driven through docs/connector-contract.md.
+
+    A command is a command line (split shell-style, run without a shell unless `shell: true`) or
+    a list of arguments; it reads JSON requests on stdin and writes JSON replies on stdout.
+    """
+
     protocol: Literal["per_call", "persistent"] = Field(
         "per_call",
         description="per_call: a fresh process per hook. persistent: one long-lived `command` "
         "speaking newline-delimited JSON on stdin/stdout (for control rates).",
     )
-    command: Command | None = Field(None, description="persistent: the connector process. " + COMMAND_HELP)
+    command: Command | None = Field(None, description="persistent: the long-lived connector process.")
     observe_command: Command | None = Field(
-        None, description="per_call (required): prints an observation. " + COMMAND_HELP
+        None, description="per_call (required): prints one observation."
     )
     action_command: Command | None = Field(
-        None, description="per_call: executes an action; needed for apply_actions. " + COMMAND_HELP
+        None, description="per_call: executes one action; needed for apply_actions."
     )
     safe_stop_command: Command | None = Field(
         None,
         description="Run on every safe stop, in both protocols (persistent: after asking the process, "
-        "which may be dead). Required for apply_actions with per_call. " + COMMAND_HELP,
+        "which may be dead). Required for apply_actions with per_call.",
     )
     enable_command: Command | None = Field(
         None, description="per_call: run once before the first action (apply_actions only)."
@@ -57,7 +59,9 @@ class SubprocessConfig(StrictModel):
     setup_command: Command | None = Field(None, description="Run once before connecting.")
     teardown_command: Command | None = Field(None, description="Run once at the end, also after errors.")
     shell: bool = Field(False, description="Run every command through /bin/sh -c.")
-    cwd: str | None = Field(None, description="Working directory (relative to this file; default: its folder).")
+    cwd: str | None = Field(
+        None, description="Working directory (relative to this file; default: the file's folder)."
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     command_timeout_s: float = Field(2.0, gt=0, description="Limit for one observe/apply/enable call.")
     safe_stop_timeout_s: float = Field(5.0, gt=0, description="Limit for a safe stop.")
@@ -125,7 +129,8 @@ class SubprocessConfig(StrictModel):
         if (self.lower is None) != (self.upper is None):
             raise ValueError("give both lower and upper limits, or neither")
         if self.lower is not None and self.upper is not None:
-            bad = [n for n, lo, hi in zip(self.state_names or [], self.lower, self.upper) if not lo <= hi]
+            pairs = zip(self.state_names or [], self.lower, self.upper, strict=True)
+            bad = [n for n, lo, hi in pairs if not lo <= hi]
             if bad:
                 raise ValueError(f"lower limit above upper limit (or not finite) for {bad}")
             if not (np.all(np.isfinite(self.lower)) and np.all(np.isfinite(self.upper))):
@@ -134,8 +139,7 @@ class SubprocessConfig(StrictModel):
 
 
 class SubprocessHardwareSpec(HardwareSpec):
-    """Any robot driven by your own commands or process, speaking the connector JSON contract
-    (docs/connector-contract.md)."""
+    """Any robot, driven by your own programs speaking the connector JSON contract."""
 
     kind: Literal["subprocess"] = "subprocess"
     config: SubprocessConfig

@@ -73,7 +73,9 @@ class SubprocessHardware:
         for field in COMMAND_FIELDS:
             value = getattr(config, field)
             if value is not None:
-                self.commands[field] = CommandSpec.from_config(field, value, config.shell, self.cwd, config.env)
+                self.commands[field] = CommandSpec.from_config(
+                    field, value, config.shell, self.cwd, config.env
+                )
         self.persistent = config.protocol == "persistent"
         self._layout: JointLayout | None = None
         self._declared_limits = False
@@ -92,6 +94,7 @@ class SubprocessHardware:
         self.can_apply = not self.persistent and "action_command" in self.commands
         self.executes_chunks = config.execute_chunks
         self.accepts_chunk_context = True  # apply() takes chunk_id= and t_target= keywords
+        self.accepts_step = True  # read_state() takes step= (else it counts its own calls)
 
     # -- port: layout ----------------------------------------------------------------------
     @property
@@ -100,6 +103,10 @@ class SubprocessHardware:
             raise RuntimeError("subprocess connector: the joint layout is known after connect() "
                                "(persistent connectors declare it in their handshake)")
         return self._layout
+
+    @layout.setter
+    def layout(self, value: JointLayout) -> None:
+        self._layout = value
 
     def cameras(self) -> dict[str, Camera]:
         """Cameras this connector provides (valid after connect): name -> Camera."""
@@ -211,7 +218,8 @@ class SubprocessHardware:
             camera.stop()
         if "teardown_command" in self.commands:
             try:
-                self._per_call("teardown", TeardownRequest, None, self.config.startup_timeout_s, mode=self.mode)
+                timeout = self.config.startup_timeout_s
+                self._per_call("teardown", TeardownRequest, None, timeout, mode=self.mode)
             except ConnectorError as exc:
                 problems.append(str(exc))
         if problems:
@@ -277,7 +285,14 @@ class SubprocessHardware:
         except ValidationError as exc:
             raise SetupError("hardware", f"camera '{name}' (source shm): cannot configure an shm camera "
                              f"from {block}: {exc.errors()[0]['msg']}") from None
-        return spec.build(name, BuildContext(config_dir=self.cwd, mode=self.mode))  # type: ignore[no-any-return]
+        camera: Camera = spec.build(name, BuildContext(config_dir=self.cwd, mode=self.mode))
+        try:
+            camera.start()  # the session starts only the cameras of its own `cameras:` block
+        except SetupError:
+            raise
+        except Exception as exc:
+            raise SetupError("hardware", f"camera '{name}' (source shm): {exc}") from exc
+        return camera
 
     def _why_not_apply(self) -> str:
         if not self.persistent:
@@ -338,9 +353,12 @@ class SubprocessHardware:
         return action
 
     # -- transport: per call ---------------------------------------------------------------
-    def _request(self, model: type[RequestBase], **fields: Any) -> RequestBase:
-        return model(v=CONTRACT_VERSION, id=next(self._ids), session_id=self.session_id,
-                     t_sent=time.monotonic(), **fields)
+    def _request(self, hook: str, model: type[RequestBase], **fields: Any) -> RequestBase:
+        """A validated request; hook names are the contract's ``op`` values."""
+        factory: Any = model  # each concrete request narrows ``op`` to its Literal
+        request: RequestBase = factory(v=CONTRACT_VERSION, op=hook, id=next(self._ids),
+                                       session_id=self.session_id, t_sent=time.monotonic(), **fields)
+        return request
 
     def _env(self, hook: str | None, step: int | None) -> dict[str, str]:
         env = {"REFLEX_SESSION_ID": self.session_id, "REFLEX_MODE": self.mode,
@@ -351,60 +369,60 @@ class SubprocessHardware:
         return env
 
     def _per_call(
-        self, hook: str, model: type[RequestBase], step: int | None, timeout_s: float, **fields: Any
+        self, hook: str, model: type[RequestBase], at: int | None, timeout_s: float, **fields: Any
     ) -> bytes:
         field = PER_CALL_FIELDS[hook]
         spec = self.commands[field]
-        request = self._request(model, **fields)
+        request = self._request(hook, model, **fields)
         try:
-            result = run_once(spec, codec.encode(request), timeout_s, self._env(hook, step))
+            result = run_once(spec, codec.encode(request), timeout_s, self._env(hook, at))
         except StartFailed as exc:
-            raise self._error(hook, step, str(exc), field=field) from None
+            raise self._error(hook, at, str(exc), field=field) from None
         stderr = self._last_stderr = tail(result.stderr)
         if result.returncode is None:
-            raise self._error(hook, step, f"timed out after {timeout_s:g} s (process group killed)",
+            raise self._error(hook, at, f"timed out after {timeout_s:g} s (process group killed)",
                               field=field, stderr=stderr)
         if result.returncode != 0:
             out = f"; stdout: {excerpt(result.stdout)}" if result.stdout.strip() and not stderr else ""
-            raise self._error(hook, step, f"{describe_exit(result.returncode)}{out}", field=field,
+            raise self._error(hook, at, f"{describe_exit(result.returncode)}{out}", field=field,
                               stderr=stderr)
         return result.stdout
 
     def _per_call_json(
-        self, hook: str, model: type[RequestBase], step: int | None, timeout_s: float, **fields: Any
+        self, hook: str, model: type[RequestBase], at: int | None, timeout_s: float, **fields: Any
     ) -> dict[str, Any]:
-        out = self._per_call(hook, model, step, timeout_s, **fields)
+        out = self._per_call(hook, model, at, timeout_s, **fields)
         try:
             return codec.decode_object(out, "stdout")
         except ContractViolation as exc:
-            raise self._error(hook, step, str(exc), field=PER_CALL_FIELDS[hook]) from None
+            raise self._error(hook, at, str(exc), field=PER_CALL_FIELDS[hook]) from None
 
     def _per_call_ack(
-        self, hook: str, model: type[RequestBase], step: int | None, timeout_s: float, **fields: Any
+        self, hook: str, model: type[RequestBase], at: int | None, timeout_s: float, **fields: Any
     ) -> None:
-        out = self._per_call(hook, model, step, timeout_s, **fields)
+        out = self._per_call(hook, model, at, timeout_s, **fields)
         try:
             codec.validate_ack(out, "stdout", empty_ok=True)
         except ContractViolation as exc:
-            raise self._error(hook, step, str(exc), field=PER_CALL_FIELDS[hook]) from None
+            raise self._error(hook, at, str(exc), field=PER_CALL_FIELDS[hook]) from None
 
     # -- transport: persistent -------------------------------------------------------------
     def _exchange(
-        self, hook: str, model: type[RequestBase], step: int | None, timeout_s: float, **fields: Any
+        self, hook: str, model: type[RequestBase], at: int | None, timeout_s: float, **fields: Any
     ) -> dict[str, Any]:
         process = self._process
         assert process is not None
-        request = self._request(model, **fields)
+        request = self._request(hook, model, **fields)
         try:
             return process.exchange(codec.encode(request), request.id, timeout_s)
-        except ChannelBroken as exc:
-            raise self._error(hook, step, str(exc), field="command", stderr=process.stderr_tail()) from None
+        except (ChannelBroken, ContractViolation) as exc:
+            raise self._error(hook, at, str(exc), field="command", stderr=process.stderr_tail()) from None
 
     def _exchange_ack(
-        self, hook: str, model: type[RequestBase], step: int | None, timeout_s: float, **fields: Any
+        self, hook: str, model: type[RequestBase], at: int | None, timeout_s: float, **fields: Any
     ) -> None:
-        data = self._exchange(hook, model, step, timeout_s, **fields)
-        self._validate(Ack, data, hook, step, "reply")
+        data = self._exchange(hook, model, at, timeout_s, **fields)
+        self._validate(Ack, data, hook, at, "reply")
 
     # -- errors ----------------------------------------------------------------------------
     def _validate(self, model: type[BaseModel], data: dict[str, Any], hook: str, step: int | None,

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION: Final = 1
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE_ID = "https://reflex.dev/schemas/connector/"
 
@@ -282,6 +282,11 @@ def schema_documents() -> dict[str, dict[str, Any]]:
 
 def render_schema(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def render_schemas() -> dict[str, str]:
+    """``{"connector/<name>.schema.json": text}``: the shape ``reflex.schemas.RENDERERS`` expects."""
+    return {f"connector/{name}": render_schema(doc) for name, doc in schema_documents().items()}
 
 
 def write_schemas(out_dir: Path) -> list[Path]:

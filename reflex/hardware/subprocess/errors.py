@@ -8,6 +8,10 @@ class ContractViolation(ValueError):
     """A message broke the connector contract (bad JSON, wrong keys, wrong dimension, ...)."""
 
 
+class NonFiniteNumber(ContractViolation):
+    """Well-formed JSON except for a NaN/Infinity token: the framing is intact."""
+
+
 class ConnectorError(RuntimeError):
     """A connector hook failed. The runner safe-stops on it."""
 

@@ -64,13 +64,13 @@ def _cameras(config: SubprocessConfig, hs: Handshake) -> dict[str, CameraDeclara
         declared[cam.name] = cam
     if config.cameras:
         for name, pinned in config.cameras.items():
-            cam = declared.get(name)
-            if cam is None:
+            found = declared.get(name)
+            if found is None:
                 raise ContractViolation(
                     f"hardware.config.cameras.{name} is not in the handshake (declared: {sorted(declared)})"
                 )
             ours = (pinned.width, pinned.height, pinned.source, pinned.shm_name or name)
-            theirs = (cam.width, cam.height, cam.source, cam.shm_name or name)
+            theirs = (found.width, found.height, found.source, found.shm_name or name)
             if ours != theirs:
                 raise ContractViolation(
                     f"camera '{name}': hardware.config declares (width, height, source, shm_name) "

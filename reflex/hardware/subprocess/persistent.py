@@ -9,6 +9,7 @@ the process: after that, nothing it says can be trusted, and the safe stop goes 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import selectors
 import subprocess
@@ -16,8 +17,8 @@ import threading
 import time
 from typing import Any
 
-from reflex.hardware.subprocess.codec import decode_object
-from reflex.hardware.subprocess.errors import ContractViolation, excerpt, tail
+from reflex.hardware.subprocess.codec import decode_object, reply_id_despite_nan
+from reflex.hardware.subprocess.errors import ContractViolation, NonFiniteNumber, excerpt, tail
 from reflex.hardware.subprocess.process import CommandSpec, describe_exit, kill_group, start
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
@@ -78,8 +79,8 @@ class PersistentProcess:
 
     # -- exchange --------------------------------------------------------------------------
     def exchange(self, line: bytes, request_id: int, timeout_s: float) -> dict[str, Any]:
-        """Send one request line, return the decoded reply. Raises ChannelBroken or, for a reply
-        that is JSON with the right id but breaks the contract, lets the caller validate it."""
+        """Send one request line, return the decoded reply object (the caller validates it).
+        Raises ChannelBroken, or NonFiniteNumber for an in-sync reply carrying NaN/Infinity."""
         if self.broken is not None:
             raise ChannelBroken(f"the connector process is unusable ({self.broken})")
         deadline = time.monotonic() + timeout_s
@@ -87,6 +88,10 @@ class PersistentProcess:
         raw = self._read_line(deadline, timeout_s)
         try:
             data = decode_object(raw, "reply line")
+        except NonFiniteNumber:
+            if reply_id_despite_nan(raw) == request_id:
+                raise  # a bad value in an in-sync reply: the process can still be asked to stop
+            self._break("a reply line with NaN/Infinity and the wrong id")
         except ContractViolation as exc:
             self._break(f"{exc} (only JSON reply lines may go to stdout; print logs to stderr)")
         reply_id = data.get("id")
@@ -119,7 +124,7 @@ class PersistentProcess:
                 self._break(f"a reply line exceeded {MAX_LINE_BYTES} bytes without a newline")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                partial = f"; partial line so far: {excerpt(self._buffer)}" if self._buffer else ""
+                partial = f"; partial line so far: {excerpt(bytes(self._buffer))}" if self._buffer else ""
                 self._break(f"no reply within {timeout_s:g} s{partial}")
             if not self._selector.select(remaining):
                 continue
@@ -128,7 +133,9 @@ class PersistentProcess:
             except BlockingIOError:
                 continue
             if not chunk:
-                partial = f" after a partial line {excerpt(self._buffer)}" if self._buffer.strip() else ""
+                partial = ""
+                if self._buffer.strip():
+                    partial = f" after a partial line {excerpt(bytes(self._buffer))}"
                 self._break(self._exit_text("closed stdout") + partial)
             self._buffer += chunk
 
@@ -160,7 +167,5 @@ class PersistentProcess:
             return
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass

@@ -8,6 +8,7 @@ instead of having them die mid-move.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -83,22 +84,16 @@ def kill_group(proc: subprocess.Popen[bytes], grace_s: float = 0.0) -> None:
         return  # exited: whatever it started on purpose (e.g. a driver daemon) is left alone
     if grace_s > 0:
         _signal_group(proc.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
     _signal_group(proc.pid, signal.SIGKILL)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=2.0)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_once(spec: CommandSpec, stdin: bytes, timeout_s: float, extra_env: dict[str, str]) -> CallResult:
@@ -121,10 +116,8 @@ def run_once(spec: CommandSpec, stdin: bytes, timeout_s: float, extra_env: dict[
 def _close(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
 
 
 def describe_exit(returncode: int) -> str:
