@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reflex.cameras.sources.base import FrameSource, SourceInfo
+from reflex.cameras.sources.base import FrameSource, SourceError, SourceInfo
 from reflex.shm.segments import StaleInfo
 from reflex.shm.writer import ShmWriter
 
@@ -61,7 +61,10 @@ def publish(
                 break
             if duration_s is not None and time.monotonic() - t0 >= duration_s:
                 break
-            item = source.read()
+            try:
+                item = source.read()
+            except Exception as exc:  # a device unplugged, a corrupt file: name the source
+                raise SourceError(f"{info.description} failed: {type(exc).__name__}: {exc}") from exc
             if item is None:
                 break
             image, t_capture = item

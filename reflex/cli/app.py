@@ -21,11 +21,17 @@ app = typer.Typer(
 )
 
 # name -> "module:attribute" of a typer.Typer, imported when the CLI starts (modules stay light).
-GROUPS: dict[str, str] = {}
+GROUPS: dict[str, str] = {
+    "camera": "reflex.cli.camera:app",
+    "can": "reflex.cli.can:app",
+    "recordings": "reflex.cli.recordings:app",
+}
 # name -> "module:function" of a single command.
 COMMANDS: dict[str, str] = {
     "connect": "reflex.cli.connect:connect",
     "schema": "reflex.cli.schema:schema",
+    "serve": "reflex.cli.serve:serve",
+    "replay": "reflex.cli.replay:replay",
 }
 
 
@@ -50,7 +56,7 @@ def _load(ref: str) -> object:
 
 
 for _name, _ref in COMMANDS.items():
-    app.command(_name)(_load(_ref))  # type: ignore[arg-type]
+    app.command(_name)(_load(_ref))  # type: ignore[arg-type, type-var]
 for _name, _ref in GROUPS.items():
     app.add_typer(_load(_ref), name=_name)  # type: ignore[arg-type]
 

@@ -275,7 +275,7 @@ class Session:
             t_start_mono=time.monotonic(),
         )
         recorders = build_recorders(cfg.record.formats, directory, cfg.record.images)
-        self.hub = RecordingHub(recorders, meta, cfg.record.queue_size)
+        self.hub = RecordingHub(recorders, meta, cfg.record.queue_size, directory)
         failures = self.hub.start()
         self.result.recording = {"path": str(directory), "formats": list(cfg.record.formats)}
         if failures:
@@ -298,6 +298,14 @@ class Session:
         except Exception as exc:
             res.errors.append(f"home: {type(exc).__name__}: {exc}")
             self._safe_stop(f"home failed: {exc}")
+        health = {}
+        for name, camera in self.cameras.items():
+            probe = getattr(camera, "health", None)  # optional: cameras that can describe their source
+            if callable(probe):
+                try:
+                    health[name] = probe()
+                except Exception as exc:
+                    health[name] = {"error": str(exc)}
         for name, camera in self.cameras.items():
             try:
                 camera.stop()
@@ -317,6 +325,8 @@ class Session:
                 res.errors.append(f"target: close: {type(exc).__name__}: {exc}")
         res.duration_s = time.monotonic() - self._t_start
         self._summarise()
+        for name, info in health.items():
+            res.cameras.setdefault(name, {})["health"] = info
         self._close_recording()
         self.gate.restore()
 
@@ -381,6 +391,7 @@ class Session:
         failures = [f"{s.name}: {s.failed}" for s in stats if s.failed]
         self.result.recording["failures"] = failures
         self.result.recording["unfinished"] = unfinished
+        self.result.recording.update(self.hub.report())
         for failure in failures:
             self.result.errors.append(f"record: {failure}")
         for name in unfinished:

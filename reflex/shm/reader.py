@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,10 @@ class FrameView:
         return self._seq_of_slot() == self._seq
 
 
+def _seq_reader(slot_header: memoryview[int]) -> Callable[[], int]:
+    return lambda: int(slot_header[layout.SLOT_SEQ])
+
+
 class ShmReader:
     """A read-only mapping of one channel; any number of readers may attach."""
 
@@ -66,8 +71,8 @@ class ShmReader:
         self._hq = whole[: layout.HEADER_SIZE].cast("Q")
         self._hd = whole[: layout.HEADER_SIZE].cast("d")
         shape = (header.height, header.width, header.channels)
-        self._slot_q: list[memoryview] = []
-        self._slot_d: list[memoryview] = []
+        self._slot_q: list[memoryview[int]] = []
+        self._slot_d: list[memoryview[float]] = []
         self._pixels: list[np.ndarray] = []
         for i in range(header.slot_count):
             off = header.slot_offset(i)
@@ -182,9 +187,7 @@ class ShmReader:
                 continue
             layout.fence()
             t_cap, t_pub = float(sd[layout.SLOT_T_CAPTURE]), float(sd[layout.SLOT_T_PUBLISHED])
-            frame = FrameView(
-                self._pixels[slot], n, t_cap, t_pub, lambda sq=sq: int(sq[layout.SLOT_SEQ]), seq
-            )
+            frame = FrameView(self._pixels[slot], n, t_cap, t_pub, _seq_reader(sq), seq)
             if frame.valid():
                 return frame
         return None
@@ -220,10 +223,11 @@ class ShmReader:
     def close(self) -> None:
         if self._fd < 0:
             return
-        for view in (*self._slot_q, *self._slot_d, self._hq, self._hd):
+        views: list[memoryview[Any]] = [*self._slot_q, *self._slot_d, self._hq, self._hd]
+        for view in views:
             view.release()
         self._slot_q, self._slot_d, self._pixels = [], [], []
-        try:
+        try:  # noqa: SIM105 - the comment below is the point
             self._mm.close()
         except BufferError:  # a FrameView is still held somewhere; unmapped when it goes
             pass

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +48,8 @@ class ShmWriter:
         self._hq = whole[: layout.HEADER_SIZE].cast("Q")
         self._hd = whole[: layout.HEADER_SIZE].cast("d")
         shape = (header.height, header.width, header.channels)
-        self._slot_q: list[memoryview] = []
-        self._slot_d: list[memoryview] = []
+        self._slot_q: list[memoryview[int]] = []
+        self._slot_d: list[memoryview[float]] = []
         self._pixels: list[np.ndarray] = []
         for i in range(header.slot_count):
             off = header.slot_offset(i)
@@ -165,10 +166,11 @@ class ShmWriter:
         self._hq[layout.STATE] = layout.STATE_CLOSED
         if same_file(self._fd, self.path):
             self.path.unlink(missing_ok=True)
-        for view in (*self._slot_q, *self._slot_d, self._hq, self._hd):
+        views: list[memoryview[Any]] = [*self._slot_q, *self._slot_d, self._hq, self._hd]
+        for view in views:
             view.release()
         self._slot_q, self._slot_d, self._pixels = [], [], []
-        try:
+        try:  # noqa: SIM105 - the comment below is the point
             self._mm.close()
         except BufferError:  # a caller still holds a frame() buffer; the mapping dies with it
             pass

@@ -38,11 +38,16 @@ def open_source(
         return v4l2_source(spec, width=width, height=height, fps=fps, fourcc=fourcc, backend=backend)
     if Path(spec).is_file():
         return _video(spec, width, height, fps, loop, stop)
-    raise SourceError(f"--source {spec!r}: expected {SOURCE_FORMS}")
+    raise ValueError(f"--source {spec!r}: expected {SOURCE_FORMS}")
 
 
 def _video(
-    path: str, width: int | None, height: int | None, fps: float | None, loop: bool, stop: threading.Event | None
+    path: str,
+    width: int | None,
+    height: int | None,
+    fps: float | None,
+    loop: bool,
+    stop: threading.Event | None,
 ) -> FrameSource:
     from reflex.cameras.sources.av_sources import VideoFileSource
 

@@ -41,7 +41,7 @@ class OpenCVV4L2Source:
             raise SourceError(f"v4l2 device {self.device}: OpenCV cannot open it")
         width, height, fps, fourcc = self._request
         if fourcc:
-            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*fourcc.upper()[:4]))
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*fourcc.upper()[:4]))
         if width and height:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)

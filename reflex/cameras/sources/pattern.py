@@ -47,7 +47,7 @@ def render_pattern(number: int, width: int, height: int) -> np.ndarray:
     bar = (number * 2) % width
     image[1:, bar : bar + BAR_WIDTH] = (255, 255, 255)
     image[0] = 0
-    body_crc = zlib.crc32(image[1:])
+    body_crc = zlib.crc32(image[1:].data)
     row0 = image[0].reshape(-1)
     row0[: STAMP.size] = np.frombuffer(STAMP.pack(STAMP_MAGIC, number, body_crc), np.uint8)
     return image
@@ -63,7 +63,7 @@ def verify_pattern(image: np.ndarray) -> int:
     if magic != STAMP_MAGIC:
         raise PatternError(f"no pattern stamp in row 0 (magic {magic!r}; colour order swapped?)")
     body = np.ascontiguousarray(image[1:])
-    actual = zlib.crc32(body)
+    actual = zlib.crc32(body.data)
     if actual != crc:
         raise PatternError(f"frame {number}: body checksum {actual:08x} != stamp {crc:08x} (torn frame)")
     return int(number)
