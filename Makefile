@@ -12,6 +12,8 @@ demo:
 
 install-dev:
 	$(PIP) install $(PIP_FLAGS) -e ".[all,dev]"
+	# openpi-client (interop tests) pins numpy<2, which rerun-sdk cannot use: its needed parts are in dev
+	$(PIP) install $(PIP_FLAGS) --no-deps "openpi-client==0.1.2"
 
 test: install-dev
 	$(PY) -m pytest -q

@@ -11,7 +11,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-RENDERERS: list[str] = ["reflex.serve.schemas:render_schemas"]
+RENDERERS: list[str] = [
+    "reflex.hardware.subprocess.contract:render_schemas",
+    "reflex.serve.schemas:render_schemas",
+]
 
 
 def dumps(schema: dict[str, Any]) -> str:

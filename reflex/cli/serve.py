@@ -1,0 +1,68 @@
+"""``reflex serve EXPORT_DIR``: host one policy over HTTP, WebSocket (openpi) and WebRTC."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+
+def serve(
+    export: str = typer.Argument(..., metavar="EXPORT_DIR", help="Export directory, or builtin:demo."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, "--port", help="Port to bind; 0 picks a free one (printed)."),
+    api_key_env: str = typer.Option(
+        "REFLEX_SERVE_API_KEY",
+        "--api-key-env",
+        help="Environment variable holding the API key every endpoint requires (unset: no key).",
+    ),
+    max_request_mb: float = typer.Option(32.0, "--max-request-mb", help="Largest request body accepted."),
+    max_concurrent: int = typer.Option(4, "--max-concurrent", help="Requests in flight before 429."),
+    providers: str | None = typer.Option(None, "--providers", help="Execution providers, best first: cuda,cpu."),
+    strict_providers: bool = typer.Option(False, "--strict-providers", help="Fail if a provider is missing."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the policy noise (default: the export's)."),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads for one inference."),
+    warmup: bool = typer.Option(True, "--warmup/--no-warmup", help="Run one inference before /health is 200."),
+    resize_images: bool = typer.Option(
+        False, "--resize-images", help="Resize images of another size instead of answering 422."
+    ),
+    webrtc: bool = typer.Option(True, "--webrtc/--no-webrtc", help="Offer WebRTC signaling on /webrtc/offer."),
+    ice_address: list[str] = typer.Option(
+        [], "--ice-address", help="Local address offered as a WebRTC candidate (repeatable)."
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
+) -> None:
+    """Serve a policy: POST /act, GET /health, openpi WebSocket on /, WebRTC on /webrtc/offer."""
+    from reflex.serve.app import print_listening, run_server
+    from reflex.serve.host import PolicyHost
+    from reflex.serve.model import load_onnx_export
+    from reflex.serve.options import ServeOptions
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    if max_concurrent < 1 or max_request_mb <= 0:
+        typer.echo("reflex serve: --max-concurrent must be >= 1 and --max-request-mb > 0", err=True)
+        raise typer.Exit(2)
+    provider_list = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
+    options = ServeOptions(
+        host=host,
+        port=port,
+        api_key=os.environ.get(api_key_env) or None,
+        max_request_bytes=int(max_request_mb * 1024 * 1024),
+        max_concurrent=max_concurrent,
+        resize_images=resize_images,
+        webrtc=webrtc,
+        ice_addresses=list(ice_address) or None,
+        access_log=verbose,
+    )
+
+    def loader() -> tuple[object, object]:
+        return load_onnx_export(export, provider_list, strict_providers, seed, threads)
+
+    policy_host = PolicyHost(loader, max_concurrent=max_concurrent, warmup=warmup)  # type: ignore[arg-type]
+    try:
+        run_server(policy_host, options, on_listen=lambda p: print_listening(host, p))
+    except OSError as exc:
+        typer.echo(f"reflex serve: cannot listen on {host}:{port}: {exc}", err=True)
+        raise typer.Exit(3) from None

@@ -1,0 +1,87 @@
+"""The aiohttp application and the blocking ``run_server`` behind ``reflex serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from reflex.serve import http_api, openpi_ws, webrtc_api
+from reflex.serve.host import PolicyHost
+from reflex.serve.http_api import HOST_KEY, OPTIONS_KEY
+from reflex.serve.options import ServeOptions
+
+log = logging.getLogger("reflex.serve")
+
+
+def create_app(host: PolicyHost, options: ServeOptions) -> web.Application:
+    app = web.Application(
+        middlewares=[http_api.guard_middleware], client_max_size=options.max_request_bytes
+    )
+    app[HOST_KEY] = host
+    app[OPTIONS_KEY] = options
+    app[webrtc_api.PEERS_KEY] = webrtc_api.Peers()
+    app[openpi_ws.SOCKETS_KEY] = openpi_ws.OpenSockets()
+    app.on_shutdown.append(openpi_ws.close_sockets)
+    app.router.add_post("/act", http_api.act)
+    app.router.add_get("/health", http_api.health)
+    app.router.add_get("/healthz", http_api.healthz)
+    app.router.add_get("/", openpi_ws.root)
+    app.router.add_get("/ws", openpi_ws.websocket)
+    if options.webrtc:
+        if webrtc_api.webrtc_available():
+            from reflex.wire.ice import default_ice_addresses, pin_host_addresses
+
+            addresses = options.ice_addresses
+            pin_host_addresses(addresses if addresses is not None else default_ice_addresses(options.host))
+        app.router.add_post("/webrtc/offer", webrtc_api.offer)
+        app.on_shutdown.append(webrtc_api.close_peers)
+    return app
+
+
+async def start_site(app: web.Application, options: ServeOptions) -> tuple[web.AppRunner, int]:
+    """Bind and start serving; returns the runner and the bound port (useful with port 0)."""
+    runner = web.AppRunner(app, access_log=log if options.access_log else None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, options.host, options.port, reuse_address=True)
+    await site.start()
+    server = getattr(site, "_server", None)
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else options.port
+    return runner, int(port)
+
+
+def run_server(
+    host: PolicyHost, options: ServeOptions, on_listen: Callable[[int], None] | None = None
+) -> None:
+    """Bind first, then load the model in the background; serve until SIGINT/SIGTERM."""
+
+    async def main() -> None:
+        app = create_app(host, options)
+        runner, port = await start_site(app, options)
+        if on_listen is not None:
+            on_listen(port)
+        host.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread / POSIX
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+            host.close()
+
+    asyncio.run(main())
+
+
+def print_listening(host: str, port: int) -> None:
+    # Tests and scripts read this exact line to find the port chosen by --port 0.
+    print(f"reflex serve: listening on http://{host}:{port}", flush=True)
+    sys.stdout.flush()

@@ -1,0 +1,56 @@
+"""Config of the HTTP target."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from reflex.config.base import BuildContext, StrictModel
+from reflex.ports import Target
+from reflex.wire.remote_spec import RemoteTargetSpec
+
+
+class HttpMapping(StrictModel):
+    """How to talk to an HTTP policy server that is not ``reflex serve`` (JSON in, JSON out)."""
+
+    state_field: str = Field("state", description="Request field holding the joint state list.")
+    images: dict[str, str] = Field(
+        default_factory=dict, description="Camera name -> request field of its base64 image (default: same name)."
+    )
+    image_encoding: Literal["jpeg", "png"] = Field("jpeg", description="How images are encoded before base64.")
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    task_field: str | None = Field("instruction", description="Request field of the task text (null: not sent).")
+    step_field: str | None = Field(None, description="Request field of the step number (null: not sent).")
+    actions_path: str = Field("actions", description="Dotted path of the action chunk in the response.")
+    server_ms_path: str | None = Field(
+        None, description="Dotted path of the server's own latency in ms, if it reports one (e.g. latency_ms)."
+    )
+    extra: dict[str, Any] = Field(default_factory=dict, description="Constant fields added to every request.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    action_dim: int = Field(gt=0, description="Width of each action (the server does not say).")
+    chunk_length: int = Field(gt=0, description="Actions per chunk the server returns.")
+    action_dt_s: float = Field(gt=0, description="Seconds between consecutive actions of a chunk.")
+    image_inputs: dict[str, tuple[int, int]] = Field(
+        default_factory=dict, description="Camera -> [height, width] sent (resized on the client)."
+    )
+
+
+class HttpTargetSpec(RemoteTargetSpec):
+    """POST each observation to ``reflex serve``'s ``/act`` (msgpack), or to another server via ``mapping``."""
+
+    kind: Literal["http"] = "http"
+    act_path: str = Field("/act", description="Path of the inference endpoint.")
+    health_path: str | None = Field(
+        "/health", description="Readiness endpoint polled by connect (null: only open a connection)."
+    )
+    encoding: Literal["msgpack", "json"] = Field(
+        "msgpack", description="Body encoding for reflex serve (mapping always uses JSON)."
+    )
+    mapping: HttpMapping | None = Field(None, description="Field mapping for a server that is not reflex serve.")
+
+    def build(self, ctx: BuildContext) -> Target:
+        from reflex.targets.http.target import HttpTarget
+        from reflex.wire.remote_client import resolve_api_key
+
+        return HttpTarget(self, resolve_api_key(self, ctx))

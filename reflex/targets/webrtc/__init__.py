@@ -1,0 +1,1 @@
+"""``target.kind: webrtc``: observations over a WebRTC data channel to ``reflex serve``."""

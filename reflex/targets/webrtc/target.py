@@ -1,0 +1,245 @@
+"""The WebRTC target: aiortc on its own event-loop thread, driven by blocking ``infer`` calls."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import numpy as np
+
+from reflex.errors import SetupError
+from reflex.ports import Observation, TargetInfo
+from reflex.targets.http.client import HttpSession
+from reflex.targets.webrtc.config import WebrtcTargetSpec
+from reflex.wire.fragments import FragmentError, Reassembler, split_message
+from reflex.wire.jpeg import JpegBudgetEncoder
+from reflex.wire.msgpack_numpy import WireFormatError, packb, unpackb
+from reflex.wire.remote_client import (
+    RemoteError,
+    TransportFailure,
+    call_with_retry,
+    check_model_routing,
+    chunk_from_response,
+    error_from_status,
+    model_image_sizes,
+    reflex_request,
+    select_frames,
+    target_info,
+    timing_dict,
+    wait_until_ready,
+)
+
+STAGE = "target (webrtc)"
+T = TypeVar("T")
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+class WebrtcTarget:
+    def __init__(self, spec: WebrtcTargetSpec, api_key: str | None) -> None:
+        self.spec = spec
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        try:
+            self.http = HttpSession(spec.url, headers, spec.connect_timeout_s)
+        except ValueError as exc:
+            raise SetupError(STAGE, str(exc)) from exc
+        self.encoder = JpegBudgetEncoder(spec.jpeg_budget_bytes, spec.jpeg_quality, spec.jpeg_min_quality)
+        self.image_sizes: dict[str, tuple[int, int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pc: Any = None
+        self._channel: Any = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._reassembler = Reassembler(MAX_RESPONSE_BYTES)
+        self._part_bytes = spec.part_bytes
+        self._pending_channel: Any = None
+
+    # -- Target port ------------------------------------------------------------------------
+    def connect(self) -> TargetInfo:
+        from reflex.wire.ice import default_ice_addresses, pin_host_addresses
+
+        addresses = self.spec.ice_addresses
+        pin_host_addresses(addresses if addresses is not None else default_ice_addresses(self.spec.url))
+        self._start_loop()
+        model = wait_until_ready(self._probe_health, self.spec.connect_timeout_s, STAGE)
+        check_model_routing(self.spec, model, STAGE)
+        self.image_sizes = model_image_sizes(model)
+        wait_until_ready(self._open_peer, self.spec.connect_timeout_s, STAGE)
+        return target_info("webrtc", model, self.spec.url, {"jpeg_budget_bytes": self.spec.jpeg_budget_bytes})
+
+    def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
+        t0 = time.perf_counter()
+        frames = select_frames(obs, self.image_sizes, self.spec.image_size)
+        images = {name: self.encoder.encode(name, image) for name, image in frames.items()}
+        body = packb(reflex_request(obs, images, self.spec.model, np.float32))
+        encode_ms = (time.perf_counter() - t0) * 1e3
+
+        def attempt() -> tuple[float, Any]:
+            if self._channel is None:
+                self._open_peer()
+            msg_id = next(self._ids)
+            parts = split_message(msg_id, body, self._part_bytes)
+            t_send = time.perf_counter()
+            reply = self._run(self._request(msg_id, parts), self.spec.timeout_s, "request")
+            return (time.perf_counter() - t_send) * 1e3, reply
+
+        (rtt_ms, reply), retries = call_with_retry(self.spec, attempt, f"webrtc {self.spec.url}")
+        if not isinstance(reply, dict) or reply.get("status") != 200:
+            status = reply.get("status", 502) if isinstance(reply, dict) else 502
+            raise error_from_status(int(status), reply, "webrtc request")
+        actions, server_ms = chunk_from_response(reply.get("result"), STAGE)
+        timing = timing_dict(rtt_ms, server_ms, retries, encode_ms)
+        timing["image_bytes"] = float(sum(len(v) for v in images.values()))
+        return actions, timing
+
+    def close(self) -> None:
+        loop = self._loop
+        if loop is not None and loop.is_running():
+            with contextlib.suppress(Exception):  # closing a broken peer: nothing left to do
+                asyncio.run_coroutine_threadsafe(self._close_peer(), loop).result(5.0)
+            loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(5.0)
+        self._thread = self._loop = None
+        self.http.close()
+
+    # -- signaling ------------------------------------------------------------------------------
+    def _probe_health(self) -> dict[str, Any]:
+        status, body = self.http.get_json(self.spec.health_path)
+        if status != 200:
+            raise error_from_status(status, body, f"GET {self.spec.health_path}")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), dict):
+            raise RemoteError(502, f"GET {self.spec.health_path}: not a reflex serve health answer")
+        return body["model"]
+
+    def _open_peer(self) -> None:
+        """Offer, POST it, apply the answer, wait for the channel to open."""
+        self._run(self._close_peer(), 5.0, "close")
+        offer = self._run(self._make_offer(), self.spec.connect_timeout_s, "offer")
+        status, ctype, data = self.http.request(
+            "POST", self.spec.offer_path, json.dumps(offer).encode(), {"Content-Type": "application/json"}
+        )
+        try:
+            answer = json.loads(data) if data else None
+        except ValueError:
+            answer = data[:300].decode(errors="replace")
+        if status != 200:
+            raise error_from_status(status, answer, f"POST {self.spec.offer_path}")
+        if not isinstance(answer, dict) or not isinstance(answer.get("sdp"), str):
+            raise RemoteError(502, f"POST {self.spec.offer_path}: answer has no sdp (content type {ctype})")
+        self._part_bytes = min(self.spec.part_bytes, int(answer.get("part_bytes") or self.spec.part_bytes))
+        self._run(self._accept(answer["sdp"]), self.spec.connect_timeout_s, "channel open")
+
+    # -- event-loop side ------------------------------------------------------------------------
+    def _start_loop(self) -> None:
+        if self._loop is not None:
+            return
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="reflex-webrtc", daemon=True)
+        self._thread.start()
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float, what: str) -> T:
+        assert self._loop is not None, "webrtc target used before connect"
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            self._run_quiet(self._close_peer())
+            raise TransportFailure(f"webrtc {what}: no answer within {timeout:g} s") from exc
+
+    def _run_quiet(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(Exception):  # best effort: the peer is being dropped anyway
+            asyncio.run_coroutine_threadsafe(coro, self._loop).result(5.0)
+
+    async def _make_offer(self) -> dict[str, str]:
+        from aiortc import RTCPeerConnection
+
+        from reflex.wire.ice import rtc_configuration
+
+        pc = RTCPeerConnection(rtc_configuration(self.spec.ice_servers))
+        channel = pc.createDataChannel("reflex", ordered=self.spec.channel == "ordered")
+        channel.on("message", self._on_message)
+
+        def _closed() -> None:
+            if self._pc is pc:  # an old peer closing late must not fail the new one
+                self._fail_pending("data channel closed")
+
+        @pc.on("connectionstatechange")
+        def _state() -> None:
+            if pc.connectionState in ("failed", "closed") and self._pc is pc:
+                self._fail_pending(f"peer connection {pc.connectionState}")
+
+        channel.on("close", _closed)
+
+        self._pc, self._channel = pc, None
+        self._pending_channel = channel
+        await pc.setLocalDescription(await pc.createOffer())
+        return {"sdp": pc.localDescription.sdp, "type": pc.localDescription.type}
+
+    async def _accept(self, sdp: str) -> None:
+        from aiortc import RTCSessionDescription
+
+        pc, channel = self._pc, self._pending_channel
+        opened = asyncio.Event()
+        if channel.readyState == "open":
+            opened.set()
+        else:
+            channel.once("open", opened.set)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        await opened.wait()
+        self._channel = channel
+
+    async def _request(self, msg_id: int, parts: list[bytes]) -> Any:
+        channel = self._channel
+        if channel is None or channel.readyState != "open":
+            raise TransportFailure("webrtc data channel is not open")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = future
+        try:
+            for part in parts:
+                channel.send(part)
+            return await future
+        finally:
+            self._pending.pop(msg_id, None)
+
+    def _on_message(self, data: bytes | str) -> None:
+        if isinstance(data, str):
+            return
+        try:
+            done = self._reassembler.feed(data)
+        except FragmentError:
+            return
+        if done is None:
+            return
+        msg_id, body = done
+        future = self._pending.get(msg_id)
+        if future is None or future.done():
+            return  # the answer to a request that already timed out
+        try:
+            reply = unpackb(body)
+        except WireFormatError as exc:
+            future.set_exception(RemoteError(502, f"webrtc response is not msgpack: {exc}"))
+            return
+        future.set_result(reply)
+
+    def _fail_pending(self, reason: str) -> None:
+        self._channel = None
+        for future in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(TransportFailure(f"webrtc: {reason}"))
+
+    async def _close_peer(self) -> None:
+        pc, self._pc, self._channel = self._pc, None, None
+        self._fail_pending("peer closed")
+        if pc is not None:
+            await pc.close()

@@ -1,0 +1,1 @@
+"""``target.kind: websocket``: any openpi-protocol policy server, ``reflex serve`` included."""

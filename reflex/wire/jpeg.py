@@ -1,0 +1,106 @@
+"""Image codecs for the wire: JPEG within a per-camera byte budget, and decoding JPEG/PNG.
+
+WebRTC data channels move about 10 KB per millisecond through aiortc's Python SCTP stack, so
+images must be compressed: each camera gets a byte budget and the encoder keeps, per camera,
+the quality that fitted last time. A steady scene therefore costs one encode per frame; a frame
+over budget steps the quality down (and the next frames probe back up slowly).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class ImageCodecError(ValueError):
+    """Bytes that are not a decodable JPEG/PNG image, or a budget no quality can meet."""
+
+
+def is_encoded_image(data: bytes | bytearray | memoryview) -> bool:
+    head = bytes(data[:8])
+    return head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC)
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """RGB HxWx3 uint8 -> JPEG bytes (4:2:0, no optimisation pass: speed over a few bytes)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buf, format="JPEG", quality=int(quality))
+    return buf.getvalue()
+
+
+def decode_image(data: bytes | bytearray | memoryview) -> np.ndarray:
+    """JPEG or PNG bytes -> RGB HxWx3 uint8."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not is_encoded_image(data):
+        raise ImageCodecError("not a JPEG or PNG image (bad magic bytes)")
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageCodecError(f"cannot decode image: {exc}") from exc
+
+
+def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of an RGB uint8 image (no-op when the size already matches)."""
+    if image.shape[:2] == (height, width):
+        return image
+    from PIL import Image
+
+    resized = Image.fromarray(np.ascontiguousarray(image), mode="RGB").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    return np.asarray(resized)
+
+
+@dataclass
+class JpegBudgetEncoder:
+    """Encodes each camera's frames as JPEG no larger than ``budget_bytes``.
+
+    ``max_quality`` is where every camera starts; a frame over budget is re-encoded at lower
+    qualities (``step`` apart) down to ``min_quality``; below that the frame is an error, never
+    silently sent over budget. Every ``probe_every`` frames a camera tries one step higher.
+    """
+
+    budget_bytes: int
+    max_quality: int = 90
+    min_quality: int = 30
+    step: int = 10
+    probe_every: int = 30
+    _quality: dict[str, int] = field(default_factory=dict)
+    _count: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_quality <= self.max_quality <= 100:
+            raise ValueError("need 1 <= min_quality <= max_quality <= 100")
+        if self.budget_bytes <= 0:
+            raise ValueError("budget_bytes must be > 0")
+
+    def quality(self, camera: str) -> int:
+        return self._quality.get(camera, self.max_quality)
+
+    def encode(self, camera: str, image: np.ndarray) -> bytes:
+        n = self._count.get(camera, 0) + 1
+        self._count[camera] = n
+        quality = self.quality(camera)
+        if n % self.probe_every == 0 and quality < self.max_quality:
+            quality = min(self.max_quality, quality + self.step)
+        while True:
+            data = encode_jpeg(image, quality)
+            if len(data) <= self.budget_bytes:
+                self._quality[camera] = quality
+                return data
+            if quality <= self.min_quality:
+                raise ImageCodecError(
+                    f"camera '{camera}': {image.shape[1]}x{image.shape[0]} frame is {len(data)} bytes "
+                    f"at JPEG quality {quality}, over the {self.budget_bytes}-byte budget; raise "
+                    "jpeg_budget_bytes or lower image_size"
+                )
+            quality = max(self.min_quality, quality - self.step)

@@ -1,0 +1,46 @@
+"""Config fields every remote target (http, websocket, webrtc) shares.
+
+Light on purpose: the session config imports this module, so it must not import a transport.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from reflex.targets.base import TargetSpec
+
+
+class RemoteTargetSpec(TargetSpec):
+    """Where the policy server is, how to authenticate, and what a transport failure does."""
+
+    url: str = Field(description="Server address, e.g. http://127.0.0.1:8000 (ws://... for websocket).")
+    api_key: str | None = Field(
+        None, description="API key sent with every request. Prefer api_key_env: keys in files leak."
+    )
+    api_key_env: str | None = Field(
+        "REFLEX_API_KEY", description="Environment variable holding the API key (used when api_key is unset)."
+    )
+    model: str | None = Field(
+        None, description="Model routing field: the server refuses requests meant for another model."
+    )
+    image_size: tuple[int, int] | None = Field(
+        None, description="[height, width] frames are resized to before sending; default: the model's input size."
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="How long connect() waits for a ready server.")
+    timeout_s: float = Field(5.0, gt=0, description="Longest wait for one response.")
+    retry_for_ms: float = Field(
+        1000.0,
+        ge=0,
+        description="After a transport failure mid-session, keep retrying (reconnecting) for this long; "
+        "then infer raises and the session safe-stops.",
+    )
+    retry_backoff_ms: float = Field(20.0, gt=0, description="First pause between retries; doubles each time.")
+    retry_backoff_max_ms: float = Field(250.0, gt=0, description="Longest pause between retries.")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> RemoteTargetSpec:
+        if self.image_size is not None and min(self.image_size) <= 0:
+            raise ValueError("image_size must be [height, width] with both > 0")
+        if self.retry_backoff_max_ms < self.retry_backoff_ms:
+            raise ValueError("retry_backoff_max_ms must be >= retry_backoff_ms")
+        return self
