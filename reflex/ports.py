@@ -176,6 +176,11 @@ class SessionMeta:
     t_start_mono: float
 
 
+class SourceExhausted(Exception):
+    """Raised by ``Hardware.read_state`` of a finite source (a replayed recording) that has no
+    more data: the session ends cleanly instead of failing."""
+
+
 # ---------------------------------------------------------------------------------------------
 # Ports
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from reflex.ports import (
     Hardware,
     Observation,
     SessionEvent,
+    SourceExhausted,
     StepRecord,
 )
 from reflex.runtime.chunks import ChunkInvalid, ChunkSchedule, validate_chunk
@@ -95,6 +96,8 @@ class ControlLoop:
         self.first_action_t: float | None = None
         self._consecutive_holds = 0
         self._stale_reason: str | None = None
+        self.first_obs: Observation | None = None  # set by the session: the first chunk's input
+        self.exhausted: str | None = None  # a finite source (a replayed recording) ran out
 
     # -- first chunk ---------------------------------------------------------------------
     def observe(self, step: int) -> tuple[Observation, str | None]:
@@ -152,6 +155,8 @@ class ControlLoop:
             t_tick = time.monotonic()
             self.lateness.add((t_tick - t_next) * 1e3)
             incident = self._tick(step, t_tick)
+            if self.exhausted is not None:
+                break
             self.steps = step + 1
             if incident is not None:
                 return incident
@@ -167,10 +172,18 @@ class ControlLoop:
         times = self.times
         # observe
         t0 = time.perf_counter()
-        try:
-            obs, stale = self.observe(step)
-        except Exception as exc:
-            return Incident("observe", f"step {step}: {type(exc).__name__}: {exc}")
+        first, self.first_obs = self.first_obs, None
+        stale = None if first is None else self._staleness(first, time.monotonic())
+        if first is not None and stale is None:
+            obs = first  # step 0 is the observation the first chunk came from (recorded as such)
+        else:
+            try:
+                obs, stale = self.observe(step)
+            except SourceExhausted as exc:
+                self.exhausted = str(exc)
+                return None
+            except Exception as exc:
+                return Incident("observe", f"step {step}: {type(exc).__name__}: {exc}")
         t1 = time.perf_counter()
         times.add("observe", (t1 - t0) * 1e3)
         new_frames = self._note_frames(obs, time.monotonic())

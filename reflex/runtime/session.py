@@ -114,9 +114,12 @@ class Session:
             assert self.loop is not None
             incident = self.loop.run(self._t_start)
             if incident is None:
-                self.result.stop_reason = (
-                    f"signal:{self.gate.last_signal}" if self.gate.stop_requested.is_set() else "completed"
-                )
+                if self.loop.exhausted is not None:
+                    self.result.stop_reason = "source_exhausted"
+                elif self.gate.stop_requested.is_set():
+                    self.result.stop_reason = f"signal:{self.gate.last_signal}"
+                else:
+                    self.result.stop_reason = "completed"
         except SessionAborted as exc:
             self.result.aborted = True
             self.result.stop_reason = "aborted"
@@ -214,6 +217,7 @@ class Session:
             self.loop.adopt(result)
         except Exception as exc:
             raise SetupError("target", f"first chunk rejected: {type(exc).__name__}: {exc}") from exc
+        self.loop.first_obs = obs
         self.result.chunks["firstChunkMs"] = round((result.t_received - result.t_requested) * 1e3, 3)
 
     def _check_layout_against_target(self, layout: Any) -> None:

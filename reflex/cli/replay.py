@@ -1,0 +1,101 @@
+"""``reflex replay``: run a policy offline on recorded sessions and compare with what was recorded."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+
+def replay(
+    recordings: list[Path] = typer.Argument(
+        ..., help="Recording(s): a session directory, a format directory, or a recording file."
+    ),
+    target: str = typer.Option(
+        ..., "--target", "-t",
+        help="Export directory, builtin:NAME, or a YAML file with a target block (local, http, websocket, webrtc).",
+    ),
+    fmt: str | None = typer.Option(
+        None, "--format", help="Which recorded format to read when a session wrote several (default: best found)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    plots: Path | None = typer.Option(
+        None, "--plots", help="Write per-joint PNG plots and report.html into this directory."
+    ),
+    fail_on: list[str] = typer.Option(
+        [], "--fail-on",
+        help="Threshold, e.g. max_abs=1e-3, mse=1e-4, cosine=0.999, step_max_abs=0.01, reproduce. "
+        "Repeatable. Exit code 1 when one trips.",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed for the policy's noise (default: the seed stamped in the recording)."
+    ),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Observations per batched inference."),
+    no_batch: bool = typer.Option(False, "--no-batch", help="Infer one observation at a time."),
+    partial: bool = typer.Option(
+        False, "--partial", help="Replay the complete part of a truncated recording instead of failing."
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="REFLEX_API_KEY", help="API key for remote targets.", show_default=False
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show target-level logs."),
+) -> None:
+    """Replay recorded observations through a target; per-joint errors, determinism, CI thresholds.
+
+    Exit codes: 0 pass; 1 a --fail-on threshold tripped; 2 bad input (flags, a missing, corrupt or
+    truncated recording); 3 the target could not be loaded or reached, or does not fit the recording;
+    130 Ctrl-C.
+    """
+    from reflex.errors import EXIT_ABORTED, ReflexError
+
+    _logging(verbose)
+    try:
+        from reflex.replay.runner import ReplayOptions
+        from reflex.replay.runner import replay as run_replay
+        from reflex.replay.thresholds import parse_fail_on
+
+        options = ReplayOptions(
+            fmt=fmt,
+            allow_partial=partial,
+            batch=not no_batch,
+            batch_size=batch_size,
+            seed=seed,
+            thresholds=parse_fail_on(fail_on),
+            api_key=api_key,
+            verbose=verbose,
+        )
+        report = run_replay(list(recordings), target, options)
+        if plots is not None:
+            from reflex.replay.plots import write_plots
+
+            report.plots = write_plots(report, plots)
+    except ReflexError as exc:
+        _fail(str(exc), exc.exit_code, as_json)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_ABORTED, as_json)
+    if as_json:
+        print(json.dumps(report.to_json()))
+    else:
+        from reflex.replay.report import render_text
+
+        print(render_text(report))
+    raise typer.Exit(report.exit_code)
+
+
+def _fail(message: str, code: int, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"ok": False, "exitCode": code, "errors": [message]}))
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _logging(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )

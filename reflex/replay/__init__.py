@@ -1,0 +1,1 @@
+"""Offline replay of recorded sessions through a policy: ``reflex replay`` and ``hardware.kind: replay``."""

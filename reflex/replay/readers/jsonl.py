@@ -1,0 +1,120 @@
+"""Reader of the ``jsonl`` recorder's output (``<session>/jsonl/steps.jsonl`` + PNG images).
+
+PNG is lossless and the numbers are JSON float64: the one format that rebuilds observations
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from reflex.replay.episode import Episode, EpisodeMeta, RecordedChunk, RecordedStep, RecordingError
+from reflex.replay.readers.records import RecordParser, note_gaps
+
+SUPPORTED_SCHEMAS = ("reflex.jsonl/1",)
+FILE_NAME = "steps.jsonl"
+
+
+class JsonlReader:
+    name = "jsonl"
+
+    def locate(self, path: Path) -> Path | None:
+        if path.is_file():
+            return path if path.suffix == ".jsonl" else None
+        for candidate in (path / FILE_NAME, path / "jsonl" / FILE_NAME):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def read(self, path: Path, allow_partial: bool) -> list[Episode]:
+        return [_parse(path, allow_partial)]
+
+
+def load_png(path: Path, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise RecordingError(where, f"image file {path} is missing")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise RecordingError(where, f"image file {path} is corrupt: {exc}") from None
+
+
+def _parse(path: Path, allow_partial: bool) -> Episode:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordingError(str(path), f"cannot read: {exc}") from None
+    lines = text.split("\n")
+    last = max((i for i, ln in enumerate(lines) if ln.strip()), default=-1)
+    if last < 0:
+        raise RecordingError(str(path), "empty file (the session died before the header was written?)")
+    parser = RecordParser(0)
+    root = path.parent
+
+    def frame_loader(camera: str, seq: int, step: int, rel: object) -> Callable[[], np.ndarray] | None:
+        if not isinstance(rel, str):
+            return None  # recorded with images off
+        file, where = root / rel, f"{path}: step {step}"
+        return lambda: load_png(file, where)
+
+    meta: EpisodeMeta | None = None
+    steps: list[RecordedStep] = []
+    chunks: list[RecordedChunk] = []
+    ended = truncated_line = False
+    for index, line in enumerate(lines[: last + 1]):
+        parser.where = f"{path}:{index + 1}"
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if index == last and not ended:
+                truncated_line = True  # a half-written last line: the writer died mid-line
+                break
+            raise RecordingError(parser.where, f"not valid JSON ({exc.msg}); the file is corrupt") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+            raise RecordingError(parser.where, "expected an object with a 'type' field")
+        kind = obj["type"]
+        if meta is None:
+            if kind != "header":
+                raise RecordingError(parser.where, f"first line must be the header, got a '{kind}' line")
+            schema = obj.get("schema")
+            if schema not in SUPPORTED_SCHEMAS:
+                known = list(SUPPORTED_SCHEMAS)
+                raise RecordingError(parser.where, f"unsupported schema {schema!r}; this reader knows {known}")
+            meta = parser.meta(obj)
+        elif ended:
+            raise RecordingError(parser.where, "data after the 'end' line; the file is corrupt")
+        elif kind == "step":
+            steps.append(parser.step(obj, frame_loader))
+        elif kind == "chunk":
+            chunks.append(parser.chunk(obj))
+        elif kind == "end":
+            ended = True
+        elif kind != "event":
+            raise RecordingError(parser.where, f"unknown line type '{kind}'")
+    if meta is None:
+        raise RecordingError(str(path), "no header line")
+    episode = Episode(path, "jsonl", 0, meta, steps, chunks, complete=ended)
+    if not ended:
+        what = "ends in a half-written line" if truncated_line else "has no 'end' line"
+        truncated(episode, f"it {what}", allow_partial)
+    note_gaps(steps, episode.notes)
+    return episode
+
+
+def truncated(episode: Episode, what: str, allow_partial: bool) -> None:
+    """A recording whose session or recorder died: an error, or a note with ``--partial``."""
+    last_step = episode.steps[-1].step if episode.steps else None
+    message = f"recording is truncated: {what} (the session or its recorder died); last complete step: {last_step}"
+    if not allow_partial:
+        raise RecordingError(str(episode.source), message + ". Pass --partial to replay the complete part")
+    episode.complete = False
+    episode.notes.append(message)

@@ -1,0 +1,244 @@
+"""``reflex replay`` as a library: recordings + a target in, a :class:`ReplayReport` out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reflex.errors import SetupError
+from reflex.ports import TargetInfo
+from reflex.replay.determinism import Determinism, judge
+from reflex.replay.episode import Episode, RecordingError
+from reflex.replay.executed import ExecutedActions, executed_actions
+from reflex.replay.metrics import JointErrors, joint_errors
+from reflex.replay.observation import ChunkInput, chunk_inputs
+from reflex.replay.readers import read_recording
+from reflex.replay.report import ReplayReport
+from reflex.replay.target import ReplayTarget, TargetPool, parse_target
+from reflex.replay.thresholds import Threshold, Violation, check
+
+
+@dataclass
+class ReplayOptions:
+    fmt: str | None = None
+    allow_partial: bool = False
+    batch: bool = True
+    batch_size: int = 32
+    seed: int | None = None
+    thresholds: list[Threshold] = field(default_factory=list)
+    api_key: str | None = None
+    verbose: bool = False
+
+
+@dataclass
+class EpisodeReplay:
+    episode: Episode
+    info: TargetInfo
+    seed_used: int | None
+    inputs: list[ChunkInput]
+    replayed: dict[int, np.ndarray]
+    horizon: int
+    chunk_pred: np.ndarray  # (n, horizon, dim) replayed, for the comparable chunks
+    chunk_rec: np.ndarray  # (n, horizon, dim) recorded
+    chunk_errors: JointErrors | None
+    per_chunk_max_abs: dict[int, float]
+    executed: ExecutedActions
+    step_errors: JointErrors | None
+    determinism: Determinism
+    notes: list[str]
+    observe_s: float  # rebuilding observations (reading and decoding images)
+    infer_s: float  # the target's inference
+
+
+def replay(paths: list[Path], target: str, options: ReplayOptions, cwd: Path | None = None) -> ReplayReport:
+    """Read every recording, run the target on each recorded observation, compare, judge."""
+    cwd = cwd or Path.cwd()
+    choice = parse_target(target, cwd)
+    t0 = time.perf_counter()
+    episodes: list[Episode] = []
+    for path in paths:
+        episodes.extend(read_recording(path, options.fmt, options.allow_partial))
+    t_read = time.perf_counter()
+    pool = TargetPool(choice, options.seed, options.api_key, options.verbose)
+    results: list[EpisodeReplay] = []
+    connect_s = 0.0
+    try:
+        for episode in episodes:
+            tc = time.perf_counter()
+            replay_target = pool.get(episode.meta.seed)
+            connect_s += time.perf_counter() - tc
+            results.append(replay_episode(episode, replay_target, options))
+    finally:
+        pool.close()
+    t_end = time.perf_counter()
+    report = ReplayReport(
+        target=target,
+        results=results,
+        thresholds=options.thresholds,
+        read_s=t_read - t0,
+        connect_s=connect_s,
+        replay_s=t_end - t_read - connect_s,
+        batched=options.batch,
+    )
+    report.overall_chunks = _pooled([(r.chunk_pred, r.chunk_rec) for r in results], results)
+    ex = [(r.executed.replayed, r.executed.recorded) for r in results]
+    report.overall_steps = _pooled(ex, results)
+    report.violations = _violations(report)
+    return report
+
+
+def replay_episode(episode: Episode, target: ReplayTarget, options: ReplayOptions) -> EpisodeReplay:
+    info = target.info
+    _check_fit(episode, info)
+    # A local policy declares every image it reads; other targets get every recorded camera.
+    cameras = info.image_keys if (info.image_keys or info.kind == "local") else None
+    inputs = chunk_inputs(episode, info.image_keys, feeds_images=cameras is None or bool(cameras))
+    comparable = [i for i in inputs if i.comparable]
+    replayed: dict[int, np.ndarray] = {}
+    observe_s = infer_s = 0.0
+    size = options.batch_size if options.batch else 1
+    for start in range(0, len(comparable), size):
+        group = comparable[start : start + size]
+        t0 = time.perf_counter()
+        observations = [i.observation(cameras) for i in group]
+        t1 = time.perf_counter()
+        observe_s += t1 - t0
+        try:
+            chunks = target.infer_many(observations, batch=options.batch)
+        except (RecordingError, SetupError):
+            raise
+        except Exception as exc:
+            first = group[0].chunk
+            raise SetupError(
+                "target", f"{episode.label}: inference failed at chunk {first.chunk_id} (obs step {first.obs_step}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        for item, chunk in zip(group, chunks, strict=True):
+            replayed[item.chunk.chunk_id] = _as_chunk(chunk, episode, item)
+        infer_s += time.perf_counter() - t1
+    notes = list(episode.notes)
+    if options.seed is not None and target.seed_used is None:
+        notes.append(f"--seed ignored: a {info.kind} target takes no seed (it runs with seed {info.seed})")
+    notes += [f"chunk {i.chunk.chunk_id} not replayed: {i.reason}" for i in inputs if not i.comparable]
+    pred, rec, per_chunk = _stack_chunks(episode, comparable, replayed, notes)
+    chunk_errors = joint_errors(pred, rec, episode.meta.joint_names) if len(pred) else None
+    executed = executed_actions(episode, replayed)
+    notes += executed.notes
+    if executed.rejected_steps:
+        notes.append(
+            f"the guard would have rejected the replayed action at {len(executed.rejected_steps)} step(s) "
+            f"(first: {executed.rejected_steps[:5]}): a safe stop on the robot"
+        )
+    step_errors = (
+        joint_errors(executed.replayed, executed.recorded, episode.meta.joint_names)
+        if len(executed.steps) else None
+    )
+    exact = [(i.chunk.chunk_id, per_chunk[i.chunk.chunk_id]) for i in comparable if i.exact]
+    approx = [(i.chunk.chunk_id, per_chunk[i.chunk.chunk_id], i.reasons) for i in comparable if not i.exact]
+    determinism = judge(episode.meta, info, exact, approx)
+    return EpisodeReplay(
+        episode, info, target.seed_used, inputs, replayed, pred.shape[1], pred, rec, chunk_errors, per_chunk,
+        executed, step_errors, determinism, notes, observe_s, infer_s,
+    )
+
+
+def _check_fit(episode: Episode, info: TargetInfo) -> None:
+    meta = episode.meta
+    dim = len(meta.joint_names)
+    # 0 = the target does not say (e.g. an http target with a field mapping)
+    if (info.state_dim and info.state_dim != dim) or (info.action_dim and info.action_dim != dim):
+        raise SetupError(
+            "target", f"{episode.label}: the policy has state {info.state_dim}-D / action {info.action_dim}-D, "
+            f"the recording has {dim} joints"
+        )
+    if info.action_names and tuple(info.action_names) != meta.joint_names:
+        raise SetupError(
+            "target", f"{episode.label}: policy action names {list(info.action_names)} differ from the "
+            f"recorded joints {list(meta.joint_names)}"
+        )
+    recorded = set(meta.camera_names) or {n for s in episode.steps for n in s.frames}
+    missing = [k for k in info.image_keys if k not in recorded]
+    if missing:
+        raise SetupError(
+            "target", f"{episode.label}: the policy needs camera(s) {missing}; the recording has {sorted(recorded)}"
+        )
+
+
+def _as_chunk(chunk: np.ndarray, episode: Episode, item: ChunkInput) -> np.ndarray:
+    array = np.asarray(chunk, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[None, :]
+    dim = len(episode.meta.joint_names)
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise SetupError(
+            "target", f"{episode.label}: chunk for obs step {item.chunk.obs_step} has shape {array.shape}, "
+            f"expected (horizon, {dim})"
+        )
+    return array
+
+
+def _stack_chunks(
+    episode: Episode, comparable: list[ChunkInput], replayed: dict[int, np.ndarray], notes: list[str]
+) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+    """Replayed and recorded chunks as (n, horizon, dim) arrays, and each chunk's max abs error."""
+    dim = len(episode.meta.joint_names)
+    if not comparable:
+        return np.zeros((0, 0, dim)), np.zeros((0, 0, dim)), {}
+    horizons = {replayed[i.chunk.chunk_id].shape[0] for i in comparable}
+    horizons |= {i.chunk.actions.shape[0] for i in comparable}
+    horizon = min(horizons)
+    if len(horizons) > 1:
+        notes.append(f"chunk lengths differ {sorted(horizons)}: the first {horizon} actions are compared")
+    predicted = np.stack([replayed[i.chunk.chunk_id][:horizon] for i in comparable])
+    recorded = np.stack([i.chunk.actions[:horizon] for i in comparable])
+    if recorded.shape[2] != dim:
+        raise RecordingError(episode.label, f"recorded chunks have {recorded.shape[2]} actions per row, not {dim}")
+    per_chunk = {
+        i.chunk.chunk_id: float(np.max(np.abs(p - r))) for i, p, r in zip(comparable, predicted, recorded, strict=True)
+    }
+    return predicted, recorded, per_chunk
+
+
+def _pooled(arrays: list[tuple[np.ndarray, np.ndarray]], results: list[EpisodeReplay]) -> JointErrors | None:
+    dim_of = {len(r.episode.meta.joint_names) for r in results}
+    present = [(p.reshape(-1, p.shape[-1]), r.reshape(-1, r.shape[-1])) for p, r in arrays if p.size]
+    if not present:
+        return None
+    if len(dim_of) != 1:
+        return None  # episodes of different robots: no pooled per-joint view
+    names = results[0].episode.meta.joint_names
+    same_names = all(r.episode.meta.joint_names == names for r in results)
+    return joint_errors(
+        np.concatenate([a[0] for a in present]),
+        np.concatenate([a[1] for a in present]),
+        names if same_names else (),
+    )
+
+
+def _violations(report: ReplayReport) -> list[Violation]:
+    out: list[Violation] = []
+    scopes: list[tuple[str, JointErrors | None, JointErrors | None, Determinism | None]] = [
+        (r.episode.label, r.chunk_errors, r.step_errors, r.determinism) for r in report.results
+    ]
+    if len(report.results) > 1:
+        scopes.append(("overall", report.overall_chunks, report.overall_steps, None))
+    for threshold in report.thresholds:
+        for scope, chunks, steps, det in scopes:
+            stats = {
+                "chunks": chunks.overall if chunks else None,
+                "steps": steps.overall if steps else None,
+                "determinism": det,
+            }
+            if scope == "overall" and threshold.limit is None:
+                continue
+            v = check(threshold, scope, stats)
+            if v is None:
+                continue
+            errors = steps if threshold.metric.startswith("step_") else chunks
+            if errors is not None and errors.worst():
+                v.message += "; worst joints: " + ", ".join(f"{n} {s.max_abs:.4g}" for n, s in errors.worst())
+            out.append(v)
+    return out
