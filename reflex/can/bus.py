@@ -7,7 +7,7 @@ configured interface (``socketcan`` by default, as the YAM udev setup provides `
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from reflex.can.sim.registry import is_sim_channel
 
@@ -49,7 +49,7 @@ def open_bus(channel: str, interface: str = "socketcan", bitrate: int = BITRATE)
 
     if is_sim_channel(channel):
         return can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
-    kwargs: dict[str, object] = {}
+    kwargs: dict[str, Any] = {}
     if interface != "socketcan":
         kwargs["bitrate"] = bitrate  # socketcan takes its bitrate from `ip link`
     try:

@@ -58,7 +58,13 @@ def motor_table(overrides: Mapping[str, Mapping[str, float]] | None = None) -> d
         if unknown:
             raise ValueError(f"motor type {name}: unknown range field(s) {sorted(unknown)}")
         base = table.get(name, MotorType(name, 12.5, 30.0, 10.0, 10.0))
-        table[name] = replace(base, **{k: float(v) for k, v in fields.items()})
+        table[name] = replace(
+            base,
+            pmax=float(fields.get("pmax", base.pmax)),
+            vmax=float(fields.get("vmax", base.vmax)),
+            tmax=float(fields.get("tmax", base.tmax)),
+            peak_torque=float(fields.get("peak_torque", base.peak_torque)),
+        )
     return table
 
 

@@ -145,6 +145,57 @@ def build(out_dir: Path) -> Path:
     return out_dir
 
 
+STATE_ONLY_OUT = Path(__file__).parent / "exports" / "demo_state_only"
+
+
+def build_state_only_model(dim: int) -> bytes:
+    """The demo graph without its image input: the speed is fixed at mid brightness.
+
+    Derived from :func:`build_model` (whose bytes stay as they are) by cutting the brightness
+    branch and feeding its result ``w`` as a constant. For robots with no camera, e.g. simulated
+    YAM arms on a CAN bus (``builtin:demo_state_only``).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load_from_string(build_model(dim))
+    graph = model.graph
+    branch = {"brightness", "b2", "speed", "w"}
+    keep = [n for n in graph.node if not set(n.output) & branch]
+    unused = {"img_axes", "b_shape", "half"}
+    inits = [i for i in graph.initializer if i.name not in unused]
+    inits.append(numpy_helper.from_array(np.array(OMEGA * (0.5 + 0.5), dtype=np.float32), name="w"))
+    inputs = [i for i in graph.input if i.name != "image"]
+    new_graph = helper.make_graph(
+        keep,
+        "reflex_demo_spiral_state_only",
+        inputs=inputs,
+        outputs=list(graph.output),
+        initializer=sorted(inits, key=lambda t: t.name),
+    )
+    out = helper.make_model(new_graph, producer_name="reflex-demo", opset_imports=list(model.opset_import))
+    out.ir_version = model.ir_version
+    onnx.checker.check_model(out)
+    return out.SerializeToString(deterministic=True)
+
+
+def build_state_only(out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = build_manifest()
+    manifest["name"] = "reflex-demo-spiral-state-only"
+    manifest["description"] = (
+        "Smoke-test policy (not trained), state only: circles the joints around mid-range at a "
+        "fixed speed. Built by reflex/demo/build_export.py --state-only."
+    )
+    manifest["inputs"] = [i for i in manifest["inputs"] if i["role"] != "image"]  # type: ignore[attr-defined]
+    (out_dir / "model.onnx").write_bytes(build_state_only_model(yam_bimanual_layout().dim))
+    (out_dir / "reflex_config.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out_dir
+
+
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT
-    print(build(target))
+    args = [a for a in sys.argv[1:] if a != "--state-only"]
+    state_only = "--state-only" in sys.argv[1:]
+    default = STATE_ONLY_OUT if state_only else DEFAULT_OUT
+    target = Path(args[0]) if args else default
+    print(build_state_only(target) if state_only else build(target))

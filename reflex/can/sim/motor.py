@@ -303,10 +303,7 @@ class SimMotor:
                 tau = math.copysign(limit, tau)
                 qd_new = (self.qd + h / inertia * (tau + external)) / (1.0 + h * p.damping / inertia)
         else:
-            if self.status == MotorStatus.LOSS_OF_COMMUNICATION:
-                kd = p.damping_mode_kd
-            else:
-                kd = 0.0
+            kd = p.damping_mode_kd if self.status == MotorStatus.LOSS_OF_COMMUNICATION else 0.0
             qd_new = (self.qd + h / inertia * external) / (1.0 + h / inertia * (kd + p.damping))
             tau = -kd * qd_new
         # Coulomb friction as a velocity decrement: sticks at rest instead of chattering

@@ -1,0 +1,417 @@
+"""One YAM arm on one CAN bus: bring-up checks, joint <-> motor mapping, gripper calibration.
+
+Joint space is what the session sees (radians for joints 1-6, 0 = closed .. 1 = open for the
+gripper); motor space is what goes on the wire. Nothing in :meth:`YamArmDriver.connect` can make
+torque: it polls with refresh frames and reads registers. Torque needs :meth:`enable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reflex.can.bus import open_bus
+from reflex.can.chain import ChainMotor, ChainState, ChainTiming, JointControl, MotorChain
+from reflex.can.faults import MotorError, MotorStatus, is_fault, status_text
+from reflex.can.motors import MotorType, motor_table
+from reflex.can.registers import (
+    CTRL_MODE_MIT,
+    RID_CTRL_MODE,
+    RID_PMAX,
+    RID_TIMEOUT,
+    RID_TMAX,
+    RID_VMAX,
+    TIMEOUT_UNIT_S,
+)
+from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
+from reflex.can.sim.registry import is_sim_channel
+from reflex.errors import SetupError
+from reflex.hardware.yam.arm import (
+    ARM_IDS,
+    ARM_KD,
+    ARM_KP,
+    ARM_MOTOR_TYPES,
+    GRIPPER_ID,
+    GripperSpec,
+    arm_limits,
+    gripper_spec,
+    joint_names,
+)
+from reflex.hardware.yam.config import YamArmConfig, YamBimanualConfig
+
+CALIBRATION_TORQUE = 0.5  # Nm, as i2rt
+CALIBRATION_MAX_S = 2.0
+CALIBRATION_SAMPLE_S = 0.05
+CALIBRATION_STILL_RAD = 0.01
+TEACHING_HANDLE_FRAME = StrayFrame(0x50F, bytes((0x01, 0x00, 0x10, 0x00, 0x00, 0x00, 0, 0)), 0.01)
+
+
+@dataclass
+class BringUp:
+    """What connect found on each motor (registers, first reading)."""
+
+    ctrl_mode: list[int] = field(default_factory=list)
+    timeout: list[int] = field(default_factory=list)
+    first_status: list[MotorStatus | int] = field(default_factory=list)
+
+
+class YamArmDriver:
+    def __init__(
+        self,
+        side: str,
+        config: YamBimanualConfig,
+        config_dir: Path,
+        on_fault: Callable[[str], None] | None = None,
+    ) -> None:
+        self.side = side
+        self.config = config
+        self.arm: YamArmConfig = config.arm(side)
+        self.config_dir = config_dir
+        self.on_fault = on_fault
+        self.gripper: GripperSpec | None = gripper_spec(self.arm.gripper)
+        self.names = joint_names(self.gripper is not None)
+        table = motor_table({k: v.model_dump(exclude_none=True) for k, v in config.motor_ranges.items()})
+        types: list[MotorType] = [table[t] for t in ARM_MOTOR_TYPES]
+        ids = list(ARM_IDS)
+        if self.gripper is not None:
+            types.append(table[self.gripper.motor])
+            ids.append(GRIPPER_ID)
+        self.motor_types = types
+        self.motors = [
+            ChainMotor(f"{side} {n} on {self.arm.channel}", esc, mt)
+            for n, esc, mt in zip(self.names, ids, types, strict=True)
+        ]
+        self.offsets = np.zeros(len(self.motors))  # joint = motor + offset (multiples of 2 pi)
+        self.gripper_limits: tuple[float, float] | None = (
+            tuple(self.arm.gripper_limits) if self.arm.gripper_limits is not None else None  # type: ignore[assignment]
+        )
+        self.gripper_calibrated = self.gripper_limits is not None
+        self.chain: MotorChain | None = None
+        self.sim: SimMotorBus | None = None
+        self.owns_sim = False
+        self.bringup = BringUp()
+        self.enabled = False
+
+    # ------------------------------------------------------------------ naming
+    def where(self, i: int) -> str:
+        return self.motors[i].where
+
+    @property
+    def is_sim(self) -> bool:
+        return is_sim_channel(self.arm.channel)
+
+    # ------------------------------------------------------------------ connect (read-only)
+    def connect(self, control_rate_hz: float) -> None:
+        cfg = self.config
+        if self.is_sim:
+            self._start_sim()
+        try:
+            bus = open_bus(self.arm.channel, self.arm.interface, cfg.bitrate)
+        except OSError as exc:
+            raise SetupError(f"hardware.config.{self.side}.channel", str(exc)) from exc
+        timing = ChainTiming(
+            bitrate=cfg.bitrate,
+            reply_timeout_s=cfg.reply_timeout_ms / 1e3,
+            max_retries=cfg.max_retries,
+            missed_reply_budget=cfg.missed_reply_budget,
+            stop_hold_s=cfg.stop_hold_s,
+        )
+        self.chain = MotorChain(
+            bus,
+            self.motors,
+            name=f"{self.side} arm",
+            rate_hz=cfg.bus_rate_hz,
+            timing=timing,
+            strategy=cfg.strategy,
+            on_fault=self.on_fault,
+        )
+        self.chain.runner_timeout_s = cfg.runner_timeout_s
+        try:
+            feedback = self.chain.refresh()
+            self._check_registers()
+        except MotorError as exc:
+            raise SetupError(f"hardware.config.{self.side}", str(exc)) from exc
+        self.bringup.first_status = [fb.status for fb in feedback]
+        self._choose_offsets([fb.position for fb in feedback])
+        self.chain.start()
+
+    def _start_sim(self) -> None:
+        from reflex.hardware.yam.sim import attach_or_start
+
+        opts = self.config.sim
+        report = None
+        if opts.report is not None:
+            name = self.arm.channel.replace(":", "_").replace("/", "_")
+            report = (self.config_dir / opts.report).resolve() / f"{name}.json"
+        timing = WireTiming(
+            enabled=opts.wire_timing,
+            bitrate=self.config.bitrate,
+            latency_s=opts.latency_ms / 1e3,
+            jitter_s=opts.jitter_ms / 1e3,
+        )
+        table = {m.motor.name: m.motor for m in self.motors}
+        self.sim, self.owns_sim = attach_or_start(
+            self.arm.channel,
+            self.arm.gripper,
+            seed=opts.seed + (0 if self.side == "left" else 1),
+            timing=timing,
+            motor_types=table,
+            stray=[TEACHING_HANDLE_FRAME] if opts.stray_frames else None,
+            report_path=report,
+            reply_to_clear_error=opts.reply_to_clear_error,
+        )
+        if self.owns_sim:
+            for fault in opts.faults:
+                if fault.arm == self.side and fault.after == "start":
+                    self._schedule_fault(fault.joint, fault.kind, fault.at_s, fault.count)
+
+    def schedule_enable_faults(self) -> None:
+        if self.sim is None or not self.owns_sim:
+            return
+        for fault in self.config.sim.faults:
+            if fault.arm == self.side and fault.after == "enable":
+                self._schedule_fault(fault.joint, fault.kind, fault.at_s, fault.count)
+
+    def _schedule_fault(self, joint: int, kind: str, at_s: float, count: int) -> None:
+        sim = self.sim
+        assert sim is not None
+        codes = {
+            "over_voltage": MotorStatus.OVER_VOLTAGE,
+            "under_voltage": MotorStatus.UNDER_VOLTAGE,
+            "over_current": MotorStatus.OVER_CURRENT,
+            "mos_over_temperature": MotorStatus.MOS_OVER_TEMPERATURE,
+            "rotor_over_temperature": MotorStatus.ROTOR_OVER_TEMPERATURE,
+            "overload": MotorStatus.OVERLOAD,
+        }
+
+        def fire() -> None:
+            motor = sim.motor(joint)
+            if kind == "silent":
+                motor.silent = True
+            elif kind == "drop_replies":
+                motor.drop_next_replies += count
+            else:
+                motor.inject_fault(codes[kind], time.monotonic())
+
+        if at_s == 0 and not sim.running:
+            fire()
+        else:
+            sim.call_at(at_s, fire)
+
+    def _check_registers(self) -> None:
+        chain = self.chain
+        assert chain is not None
+        for i, m in enumerate(self.motors):
+            ranges = [float(chain.read_register(i, rid)) for rid in (RID_PMAX, RID_VMAX, RID_TMAX)]
+            expected = [m.motor.pmax, m.motor.vmax, m.motor.tmax]
+            if not np.allclose(ranges, expected, rtol=1e-4, atol=1e-4):
+                raise MotorError(
+                    m.where,
+                    f"registers PMAX/VMAX/TMAX read {ranges}, but {m.motor.name} is configured as "
+                    f"{expected}: every command would be scaled wrong (set hardware.config."
+                    f"motor_ranges.{m.motor.name} if the motor is right)",
+                )
+            self.bringup.ctrl_mode.append(int(chain.read_register(i, RID_CTRL_MODE)))
+            self.bringup.timeout.append(int(chain.read_register(i, RID_TIMEOUT)))
+
+    def _choose_offsets(self, positions: list[float]) -> None:
+        """Arm joints power up reporting their absolute angle within one turn: bring each into
+        (-pi, pi] so the model's limits apply."""
+        for j in range(min(6, len(positions))):
+            q = positions[j]
+            self.offsets[j] = -2 * math.pi * math.floor((q + math.pi) / (2 * math.pi)) if abs(q) > math.pi else 0.0
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> ChainState:
+        assert self.chain is not None
+        return self.chain.state()
+
+    def joints(self, st: ChainState) -> np.ndarray:
+        q = st.position + self.offsets
+        if self.gripper is not None:
+            q[-1] = self.gripper_fraction(st.position[-1])
+        return q
+
+    def joint_velocity(self, st: ChainState) -> np.ndarray:
+        v = st.velocity.copy()
+        if self.gripper is not None:
+            closed, opened = self.limits_or_nominal()
+            v[-1] = v[-1] / (opened - closed)
+        return v
+
+    def limits_or_nominal(self) -> tuple[float, float]:
+        if self.gripper_limits is not None:
+            return self.gripper_limits
+        assert self.gripper is not None
+        return self.gripper.nominal_limits()
+
+    def gripper_fraction(self, raw: float) -> float:
+        closed, opened = self.limits_or_nominal()
+        return float(np.clip((raw - closed) / (opened - closed), 0.0, 1.0))
+
+    def gripper_raw(self, fraction: float) -> float:
+        closed, opened = self.limits_or_nominal()
+        return closed + float(np.clip(fraction, 0.0, 1.0)) * (opened - closed)
+
+    # ------------------------------------------------------------------ enable (torque)
+    def check_enable(self) -> list[str]:
+        """Every reason this arm must not be enabled now (empty: ready)."""
+        assert self.chain is not None
+        problems = []
+        try:
+            self.chain.refresh()  # a fresh answer from every motor, with bring-up timeouts
+        except MotorError as exc:
+            return [str(exc)]
+        st = self.chain.state()
+        lower, upper = arm_limits()
+        margin = self.config.limit_margin
+        for i, m in enumerate(self.motors):
+            status = st.status[i]
+            if is_fault(status) and not (status == MotorStatus.LOSS_OF_COMMUNICATION and self.config.clear_comm_loss):
+                problems.append(f"{m.where}: reports {status_text(status)}")
+            if self.bringup.ctrl_mode[i] != CTRL_MODE_MIT:
+                problems.append(f"{m.where}: control mode {self.bringup.ctrl_mode[i]}, expected 1 (MIT)")
+            if i < 6:
+                q = st.position[i] + self.offsets[i]
+                if not lower[i] - margin <= q <= upper[i] + margin:
+                    problems.append(
+                        f"{m.where}: at {q:.3f} rad, outside its limits [{lower[i]:.3f}, {upper[i]:.3f}] "
+                        f"+- {margin} rad (bad zero offset, or the arm was moved by hand?)"
+                    )
+        return problems
+
+    def ensure_watchdog(self) -> None:
+        """A motor whose watchdog is off gets one, so a hung host leaves it damped."""
+        assert self.chain is not None
+        value = round(self.config.watchdog_ms / 1e3 / TIMEOUT_UNIT_S)
+        for i in range(len(self.motors)):
+            if self.bringup.timeout[i] == 0:
+                self.chain.write_register(i, RID_TIMEOUT, value)
+                self.bringup.timeout[i] = int(self.chain.read_register(i, RID_TIMEOUT))
+                if self.bringup.timeout[i] != value:
+                    raise MotorError(self.where(i), f"watchdog write did not stick (reads {self.bringup.timeout[i]})")
+
+    def enable(self, control_rate_hz: float) -> None:
+        chain = self.chain
+        assert chain is not None
+        latched = [i for i, s in enumerate(chain.state().status) if s == MotorStatus.LOSS_OF_COMMUNICATION]
+        if latched and self.config.clear_comm_loss:
+            chain.clear_errors(latched)
+        self.enabled = True  # from here on, close() must disable
+        chain.enable_all()
+        chain.start_control(self._controls(), interp_s=1.0 / control_rate_hz)
+
+    def _controls(self, gripper_torque_mode: bool = False) -> list[JointControl]:
+        kp = ARM_KP[self.config.variant]
+        lower, upper = arm_limits()
+        out = [
+            JointControl(
+                kp=kp[j],
+                kd=ARM_KD[j],
+                lower=lower[j] - self.offsets[j],
+                upper=upper[j] - self.offsets[j],
+                max_error=self.config.max_error,
+                max_speed=self.config.max_speed,
+            )
+            for j in range(6)
+        ]
+        g = self.gripper
+        if g is not None:
+            if gripper_torque_mode:
+                out.append(JointControl(kp=0.0, kd=0.0, max_error=math.inf, max_speed=math.inf))
+            else:
+                closed, opened = self.limits_or_nominal()
+                out.append(
+                    JointControl(
+                        kp=g.kp,
+                        kd=g.kd,
+                        lower=min(closed, opened),
+                        upper=max(closed, opened),
+                        max_error=self.config.gripper_max_error * abs(opened - closed),
+                        max_speed=40.0,
+                        velocity_feedforward=False,
+                        clog_torque=g.clog_torque,
+                        clog_speed=g.clog_speed,
+                        stall_error=g.hold_torque / g.kp,
+                    )
+                )
+        return out
+
+    def needs_calibration(self) -> bool:
+        return self.gripper is not None and self.gripper_limits is None
+
+    def set_targets(self, joints: np.ndarray, torques: np.ndarray | None = None) -> None:
+        assert self.chain is not None
+        motor = joints - self.offsets
+        if self.gripper is not None:
+            motor[-1] = self.gripper_raw(float(joints[-1]))
+        self.chain.set_targets(motor, torques)
+
+    def hold_measured(self) -> np.ndarray:
+        """Joint-space targets equal to the current measurement."""
+        return self.joints(self.state())
+
+    def close(self) -> None:
+        if self.chain is not None:
+            self.chain.close()
+            self.chain = None
+        if self.sim is not None and self.owns_sim:
+            with contextlib.suppress(Exception):
+                self.sim.stop()
+        self.sim = None
+
+
+def calibrate_grippers(arms: list[YamArmDriver]) -> None:
+    """Find each gripper's stops by pushing +-0.5 Nm (i2rt's routine), all arms at once.
+
+    A direction ends when the gripper moved less than 0.01 rad over 3 samples 50 ms apart, or
+    after 2 s. Closed is the stop a positive push reaches when the direction is +1.
+    """
+    todo = [a for a in arms if a.needs_calibration()]
+    if not todo:
+        return
+    for arm in todo:
+        assert arm.chain is not None
+        arm.chain.set_controls(arm._controls(gripper_torque_mode=True))
+    found: dict[str, list[float]] = {a.side: [] for a in todo}
+    for sign in (1.0, -1.0):
+        history: dict[str, list[float]] = {a.side: [] for a in todo}
+        done: set[str] = set()
+        t0 = time.monotonic()
+        while len(done) < len(todo) and time.monotonic() - t0 < CALIBRATION_MAX_S:
+            for arm in todo:
+                assert arm.chain is not None
+                torques = np.zeros(len(arm.motors))
+                torques[-1] = sign * CALIBRATION_TORQUE
+                arm.chain.set_targets(arm.chain.targets(), torques)
+                if arm.chain.fault is not None:
+                    raise MotorError(arm.side, f"gripper calibration stopped: {arm.chain.fault}")
+                pos = float(arm.state().position[-1])
+                hist = history[arm.side]
+                hist.append(pos)
+                if len(hist) >= 4 and max(hist[-4:]) - min(hist[-4:]) < CALIBRATION_STILL_RAD:
+                    done.add(arm.side)
+            time.sleep(CALIBRATION_SAMPLE_S)
+        for arm in todo:
+            found[arm.side].append(float(arm.state().position[-1]))
+    for arm in todo:
+        g = arm.gripper
+        assert g is not None and arm.chain is not None
+        hi, lo = max(found[arm.side]), min(found[arm.side])
+        if hi - lo < 0.5 * g.stroke:
+            raise MotorError(
+                arm.where(len(arm.motors) - 1),
+                f"gripper calibration found a stroke of {hi - lo:.2f} rad, expected about {g.stroke:.2f}: "
+                "is something blocking the gripper?",
+            )
+        arm.gripper_limits = (hi, lo) if g.direction > 0 else (lo, hi)
+        arm.gripper_calibrated = True
+        hold = arm.chain.measured()
+        arm.chain.set_targets(hold, np.zeros(len(arm.motors)))
+        arm.chain.set_controls(arm._controls())

@@ -1,0 +1,206 @@
+"""The ``yam_bimanual`` connector: two :class:`YamArmDriver` behind the Hardware port.
+
+Safety contract (each point has a test in tests/test_yam_*.py):
+
+* ``connect`` is read-only: refresh polls and register reads, never enable or MIT frames, so a
+  ``dry_run`` session cannot make torque. Silent motors and mis-scaled motors refuse here.
+* ``enable`` (apply_actions only, after the target's first valid chunk) refuses when any motor
+  of either arm is silent, faulted or outside its limits, naming arm and joint; it turns on a
+  motor's watchdog if it is off, then holds the measured pose: the first target is reached from
+  there by slewing, never by a jump.
+* a fault, a missed-reply budget exceeded or a silent runner on either arm starts a safe stop
+  of both arms on the next bus cycle: hold with damping, then disable. Nothing re-enables.
+* ``close`` always leaves enabled motors disabled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+
+import numpy as np
+
+from reflex.can.faults import MotorError
+from reflex.config.base import BuildContext
+from reflex.errors import SetupError
+from reflex.hardware.yam.arm_driver import YamArmDriver, calibrate_grippers
+from reflex.hardware.yam.config import YamBimanualConfig, YamBimanualSpec
+from reflex.hardware.yam_layout import SIDES
+from reflex.ports import StateSample
+
+log = logging.getLogger(__name__)
+
+
+class HardwareFault(RuntimeError):
+    """The robot stopped itself (motor fault, lost replies, silent runner)."""
+
+
+class YamBimanual:
+    can_apply = True
+
+    def __init__(self, config: YamBimanualConfig, ctx: BuildContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.layout = YamBimanualSpec(config=config).layout()
+        self._fault_lock = threading.Lock()
+        self.faults: list[str] = []
+        self.arms = [YamArmDriver(side, config, ctx.config_dir, self._on_fault) for side in SIDES]
+        self._split = np.cumsum([len(a.motors) for a in self.arms])[:-1]
+        self.enabled = False
+        self.stop_reasons: list[str] = []
+        self.unconfirmed: list[str] = []
+
+    # ------------------------------------------------------------------ port
+    def connect(self) -> None:
+        try:
+            for arm in self.arms:
+                arm.connect(self.ctx.control_rate_hz)
+        except BaseException:
+            self.close()
+            raise
+
+    def enable(self) -> None:
+        if self.ctx.mode != "apply_actions":
+            raise RuntimeError(f"yam_bimanual: enable() in mode {self.ctx.mode}; torque is for apply_actions only")
+        problems = [p for arm in self.arms for p in arm.check_enable()]
+        if problems:
+            raise SetupError("hardware.enable", "refusing to enable: " + "; ".join(problems))
+        try:
+            for arm in self.arms:
+                arm.ensure_watchdog()
+            for arm in self.arms:
+                arm.enable(self.ctx.control_rate_hz)
+            self.enabled = True
+            calibrate_grippers(self.arms)
+        except MotorError as exc:
+            self._stop_all(f"bring-up failed: {exc}")
+            raise SetupError("hardware.enable", str(exc)) from exc
+        except BaseException:
+            self._stop_all("bring-up interrupted")
+            raise
+        if self.faults:
+            raise SetupError("hardware.enable", self.faults[0])
+        for arm in self.arms:
+            arm.schedule_enable_faults()  # sim channels only: faults a test asked for
+
+    def read_state(self) -> StateSample:
+        self._raise_if_faulted()
+        states = []
+        for arm in self.arms:
+            assert arm.chain is not None
+            arm.chain.touch()
+            states.append(arm.state())
+        q = np.concatenate([arm.joints(st) for arm, st in zip(self.arms, states, strict=True)])
+        v = np.concatenate([arm.joint_velocity(st) for arm, st in zip(self.arms, states, strict=True)])
+        effort = np.concatenate([st.torque for st in states])
+        t_capture = min(st.t_capture for st in states)
+        extras = {
+            "status": [int(s) for st in states for s in st.status],
+            "temp_mos": [int(x) for st in states for x in st.t_mos],
+            "temp_rotor": [int(x) for st in states for x in st.t_rotor],
+            "gripper_calibrated": {a.side: a.gripper_calibrated for a in self.arms if a.gripper is not None},
+        }
+        return StateSample(position=q, t_capture=t_capture, velocity=v, effort=effort, extras=extras)
+
+    def apply(self, action: np.ndarray, step: int) -> None:
+        if not self.enabled:
+            raise RuntimeError("yam_bimanual: apply() before enable()")
+        self._raise_if_faulted()
+        action = np.asarray(action, dtype=float)
+        if action.shape != (self.layout.dim,) or not np.all(np.isfinite(action)):
+            raise ValueError(f"yam_bimanual: action must be {self.layout.dim} finite numbers, got {action.shape}")
+        clipped = np.clip(action, self.layout.lower, self.layout.upper)
+        for arm, part in zip(self.arms, np.split(clipped, self._split), strict=True):
+            arm.set_targets(part)
+
+    def go_home(self) -> None:
+        """Drive to the home pose at ``home_speed`` (the runner calls this on a clean stop when
+        safety.home_on_stop is set; never in dry_run). Raises on a fault or if home is not reached."""
+        if self.ctx.mode != "apply_actions" or not self.enabled:
+            return
+        home = self._home_pose()
+        start = self.read_state().position
+        span = float(np.max(np.abs(home - start)[self._arm_joints]))
+        duration = max(span / self.config.home_speed, 0.1)
+        t0 = time.monotonic()
+        while True:
+            s = min((time.monotonic() - t0) / duration, 1.0)
+            self.apply(start + s * (home - start), step=-1)
+            if s >= 1.0:
+                break
+            time.sleep(0.02)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            error = np.abs(self.read_state().position - home)[self._arm_joints]
+            if float(np.max(error)) < 0.05:
+                return
+            self.apply(home, step=-1)
+            time.sleep(0.02)
+        raise HardwareFault(f"home not reached: largest joint error {float(np.max(error)):.3f} rad")
+
+    def _home_pose(self) -> np.ndarray:
+        if self.config.home_pose is not None:
+            return np.clip(np.array(self.config.home_pose, dtype=float), self.layout.lower, self.layout.upper)
+        pose = np.zeros(self.layout.dim)
+        pose[[i for i, n in enumerate(self.layout.names) if n.endswith("gripper")]] = 1.0
+        return np.clip(pose, self.layout.lower, self.layout.upper)
+
+    @property
+    def _arm_joints(self) -> list[int]:
+        return [i for i, n in enumerate(self.layout.names) if not n.endswith("gripper")]
+
+    def safe_stop(self, reason: str) -> None:
+        self.stop_reasons.append(reason)
+        self._stop_all(reason)
+
+    def close(self) -> None:
+        try:
+            if self.enabled or any(arm.enabled for arm in self.arms):
+                self._stop_all("session closed")
+        finally:
+            for arm in self.arms:
+                with contextlib.suppress(Exception):
+                    arm.close()
+
+    # ------------------------------------------------------------------ helpers
+    def bus_stats(self) -> dict[str, dict[str, float | int | None]]:
+        return {a.side: a.chain.stats.as_dict() for a in self.arms if a.chain is not None}
+
+    def _on_fault(self, message: str) -> None:
+        """Called on a chain thread: stop the other arm too, on its next cycle."""
+        with self._fault_lock:
+            self.faults.append(message)
+        for arm in self.arms:
+            if arm.chain is not None:
+                arm.chain.request_stop(message)
+
+    def _raise_if_faulted(self) -> None:
+        if self.faults:
+            raise HardwareFault(f"yam_bimanual safe-stopped: {self.faults[0]}")
+
+    def _stop_all(self, reason: str) -> None:
+        """Hold with damping then disable, both arms in parallel; raise if a motor stays enabled."""
+        chains = [a.chain for a in self.arms if a.chain is not None and a.enabled]
+        for chain in chains:
+            chain.request_stop(reason)
+        deadline = time.monotonic() + self.config.stop_hold_s + 2.0
+        failed: list[str] = []
+        for chain in chains:
+            if chain.alive and chain.mode == "stopping":
+                chain.wait_stopped(max(0.0, deadline - time.monotonic()))
+                if chain.mode == "stopping":
+                    failed.append(f"{chain.name} did not finish its stop in time")
+                failed.extend(chain.still_enabled)
+            else:
+                # enable failed half-way or the thread died: disable directly
+                failed.extend(chain.disable_all())
+        self.unconfirmed = [w for c in chains for w in c.unconfirmed]
+        if self.unconfirmed:
+            log.warning("yam_bimanual: no answer to disable from %s (left to the motor watchdog)", self.unconfirmed)
+        self.enabled = False
+        for arm in self.arms:
+            arm.enabled = False
+        if failed:
+            raise HardwareFault(f"safe stop failed, check the robot: {'; '.join(failed)}")

@@ -1,0 +1,108 @@
+"""Simulated YAM arms: seven Damiao motors per ``sim:`` channel, with a plausible joint plant.
+
+The plant has no model of the arm links (gravity off by default): it is there so that commands
+have consequences (tracking lag, torque saturation, gripper hard stops) rather than to predict the
+real arm. Arm joints power up inside their limits; the gripper powers up part-open, its motor
+zero at the closed stop, with hard stops one stroke apart so calibration finishes.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from reflex.can.motors import MotorType, motor_type
+from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
+from reflex.can.sim.motor import Plant, SimMotor, SimMotorConfig
+from reflex.can.sim.registry import running
+from reflex.hardware.yam.arm import (
+    ARM_IDS,
+    ARM_MOTOR_TYPES,
+    GRIPPER_ID,
+    GripperSpec,
+    arm_limits,
+    gripper_spec,
+)
+
+# inertia (kg m^2), viscous damping (Nm s/rad), Coulomb friction (Nm), damping-mode kd
+_ARM_PLANT = (
+    (0.06, 0.2, 0.3, 2.0),
+    (0.08, 0.2, 0.3, 2.0),
+    (0.04, 0.2, 0.3, 2.0),
+    (0.010, 0.02, 0.06, 0.3),
+    (0.008, 0.02, 0.06, 0.3),
+    (0.006, 0.02, 0.06, 0.3),
+)
+STOP_BEYOND_LIMIT = 0.3  # rad: hard stops sit past the model's joint range
+
+
+def yam_sim_motors(
+    gripper: str,
+    seed: int = 0,
+    motor_types: dict[str, MotorType] | None = None,
+    initial: list[float] | None = None,
+    reply_to_clear_error: bool = False,
+) -> list[SimMotor]:
+    rng = random.Random(seed)
+    lower, upper = arm_limits()
+    motors = []
+    for j, (esc, mtype) in enumerate(zip(ARM_IDS, ARM_MOTOR_TYPES, strict=True)):
+        inertia, damping, coulomb, damp_kd = _ARM_PLANT[j]
+        lo, hi = lower[j], upper[j]
+        q0 = initial[j] if initial is not None else min(max(rng.uniform(-0.05, 0.05), lo + 0.01), hi - 0.01)
+        plant = Plant(inertia, damping, coulomb, 0.0, lo - STOP_BEYOND_LIMIT, hi + STOP_BEYOND_LIMIT, damp_kd)
+        cfg = SimMotorConfig(
+            esc,
+            motor_type(mtype, motor_types),
+            plant,
+            initial_position=q0,
+            reply_to_clear_error=reply_to_clear_error,
+        )
+        motors.append(SimMotor(cfg, seed=seed))
+    spec = gripper_spec(gripper)
+    if spec is not None:
+        motors.append(_gripper_motor(spec, rng, seed, motor_types, initial, reply_to_clear_error))
+    return motors
+
+
+def _gripper_motor(
+    spec: GripperSpec,
+    rng: random.Random,
+    seed: int,
+    motor_types: dict[str, MotorType] | None,
+    initial: list[float] | None,
+    reply_to_clear_error: bool,
+) -> SimMotor:
+    closed, opened = spec.nominal_limits()
+    lo, hi = min(closed, opened), max(closed, opened)
+    q0 = initial[6] if initial is not None and len(initial) > 6 else lo + (hi - lo) * rng.uniform(0.3, 0.7)
+    plant = Plant(5e-4, 0.02, 0.05, 0.0, lo, hi, 0.2)
+    cfg = SimMotorConfig(
+        GRIPPER_ID,
+        motor_type(spec.motor, motor_types),
+        plant,
+        initial_position=q0,
+        reply_to_clear_error=reply_to_clear_error,
+    )
+    return SimMotor(cfg, seed=seed)
+
+
+def attach_or_start(
+    channel: str,
+    gripper: str,
+    *,
+    seed: int = 0,
+    timing: WireTiming | None = None,
+    motor_types: dict[str, MotorType] | None = None,
+    stray: list[StrayFrame] | None = None,
+    report_path: Path | None = None,
+    reply_to_clear_error: bool = False,
+) -> tuple[SimMotorBus, bool]:
+    """The simulated bus on ``channel``: an already running one (started by a test), or a new
+    one. Returns (bus, owned): only an owned bus is stopped by whoever started it here."""
+    existing = running(channel)
+    if existing is not None:
+        return existing, False
+    motors = yam_sim_motors(gripper, seed, motor_types, reply_to_clear_error=reply_to_clear_error)
+    sim = SimMotorBus(channel, motors, timing=timing, seed=seed, stray=stray or [], report_path=report_path)
+    return sim.start(), True
