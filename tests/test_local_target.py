@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import base_session, json_result, run_cli, write_session
+
 from reflex.policy.onnx_policy import OnnxPolicy, PolicyInputError
 from reflex.policy.providers import ProviderError, choose_providers
 from reflex.runtime.session import run_session_file

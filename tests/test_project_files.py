@@ -66,7 +66,8 @@ def test_check_resolves_without_touching_hardware(tmp_path: Path) -> None:
     journal = tmp_path / "j.jsonl"
     hardware = {"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(journal)}}
     session = base_session(hardware=hardware)
-    result = CliRunner().invoke(app, ["connect", "--config", str(write_session(tmp_path, session)), "--check", "--json"])
+    config = str(write_session(tmp_path, session))
+    result = CliRunner().invoke(app, ["connect", "--config", config, "--check", "--json"])
     assert result.exit_code == 0, result.output
     assert '"target": "local: state 14-D, action 14-D, chunk 50' in result.output
     assert read_journal(journal) == []
