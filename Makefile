@@ -11,7 +11,9 @@ demo:
 	$(PY) -m reflex connect --config configs/sim_demo.yaml --json
 
 install-dev:
-	$(PIP) install $(PIP_FLAGS) -e ".[all,dev]"
+	# the CPU build of torch first (the recording tests' LeRobot loader needs it); a bare torch pulls CUDA
+	$(PIP) install $(PIP_FLAGS) "torch==2.13.0"
+	$(PIP) install $(PIP_FLAGS) -e ".[all,dev,readers]"
 	# openpi-client (interop tests) pins numpy<2, which rerun-sdk cannot use: its needed parts are in dev
 	$(PIP) install $(PIP_FLAGS) --no-deps "openpi-client==0.1.2"
 

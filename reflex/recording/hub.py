@@ -3,6 +3,7 @@
 Each format gets its own bounded queue and writer thread: a slow or failing format cannot stall
 the loop or the other formats. A full queue drops the item and counts it; a failing recorder is
 marked failed (the loop polls :meth:`failures` and reacts per config) and stops receiving items.
+Given a directory, the hub also keeps ``<directory>/recording.json`` (see :mod:`manifest`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reflex.ports import ActionChunk, Recorder, SessionEvent, SessionMeta, StepRecord
+from reflex.recording.manifest import MANIFEST, manifest_start, read_json, write_json_atomic
 
 FLUSH_EVERY_S = 1.0
 _STOP = object()
@@ -90,14 +93,35 @@ class _Writer:
         except Exception as exc:
             if self.stats.failed is None:
                 self.stats.failed = f"close: {type(exc).__name__}: {exc}"
+        summary = getattr(rec, "summary", None)
+        if callable(summary):
+            try:
+                self.stats.extra.update(summary())
+            except Exception as exc:
+                self.stats.extra["summary_error"] = f"{type(exc).__name__}: {exc}"
 
 
 class RecordingHub:
-    def __init__(self, recorders: list[Recorder], meta: SessionMeta, queue_size: int) -> None:
+    def __init__(
+        self, recorders: list[Recorder], meta: SessionMeta, queue_size: int, directory: Path | None = None
+    ) -> None:
         self._writers = [_Writer(r, meta, queue_size) for r in recorders]
+        self._meta = meta
+        self._queue_size = queue_size
+        self._directory = directory
+        self._unfinished: list[str] = []
+        self.steps_submitted = 0
+        self.t_first_step: float | None = None
+        self.t_last_step: float | None = None
 
     def start(self, open_timeout_s: float = 30.0) -> list[str]:
         """Start writers and wait for every recorder to open; returns open failures."""
+        if self._directory is not None:
+            formats = [w.stats.name for w in self._writers]
+            try:
+                write_json_atomic(self._directory / MANIFEST, manifest_start(self._meta, formats))
+            except OSError as exc:
+                return [f"{self._directory / MANIFEST}: {type(exc).__name__}: {exc}"]
         for w in self._writers:
             w.start()
         for w in self._writers:
@@ -105,6 +129,11 @@ class RecordingHub:
         return [f"{w.stats.name}: {w.stats.failed}" for w in self._writers if w.stats.failed]
 
     def submit(self, item: StepRecord | ActionChunk | SessionEvent) -> None:
+        if isinstance(item, StepRecord):
+            self.steps_submitted += 1
+            if self.t_first_step is None:
+                self.t_first_step = item.t_tick
+            self.t_last_step = item.t_tick
         for w in self._writers:
             w.offer(item)
 
@@ -133,7 +162,63 @@ class RecordingHub:
                 w.thread.join(0.05)
             if w.thread.is_alive():
                 unfinished.append(w.stats.name)
+        self._unfinished = unfinished
+        if self._directory is not None:
+            try:
+                write_json_atomic(self._directory / MANIFEST, self._final_manifest())
+            except OSError as exc:  # e.g. the disk is full: the result still reports everything
+                for w in self._writers:
+                    w.stats.extra.setdefault("manifest_error", f"{type(exc).__name__}: {exc}")
         return unfinished
 
     def stats(self) -> list[RecorderStats]:
         return [w.stats for w in self._writers]
+
+    def lagging(self) -> list[str]:
+        """Formats that could not keep up: dropped items, or a queue that ran over half full."""
+        return [
+            w.stats.name for w in self._writers
+            if w.stats.dropped or w.stats.max_queue * 2 >= self._queue_size or w.stats.name in self._unfinished
+        ]
+
+    def report(self) -> dict[str, Any]:
+        """Extra keys for the session result's ``recording`` block."""
+        stats = self.stats()
+        return {
+            "degraded": bool(self._unfinished or any(s.failed or s.dropped for s in stats)),
+            "lagging": self.lagging(),
+            "maxQueue": {s.name: s.max_queue for s in stats},
+            "queueSize": self._queue_size,
+            "formatStatus": {s.name: dict(s.extra) for s in stats if s.extra},
+        }
+
+    def _final_manifest(self) -> dict[str, Any]:
+        assert self._directory is not None
+        data = read_json(self._directory / MANIFEST) or manifest_start(
+            self._meta, [w.stats.name for w in self._writers]
+        )
+        report = self.report()
+        duration = (
+            0.0 if self.t_first_step is None or self.t_last_step is None
+            else self.t_last_step - self.t_first_step + 1.0 / self._meta.control_rate_hz
+        )
+        data.update({
+            "status": "degraded" if report["degraded"] else "complete",
+            "t_end_wall": time.time(),
+            "steps": self.steps_submitted,
+            "duration_s": round(duration, 6),
+            "lagging": report["lagging"],
+            "formats": {
+                w.stats.name: {
+                    "written_steps": w.stats.written_steps,
+                    "dropped": w.stats.dropped,
+                    "failed": w.stats.failed,
+                    "unfinished": w.stats.name in self._unfinished,
+                    "max_queue": w.stats.max_queue,
+                    "busy_s": round(w.stats.busy_s, 4),
+                    **w.stats.extra,
+                }
+                for w in self._writers
+            },
+        })
+        return data

@@ -1,0 +1,171 @@
+"""Never block, never lie: drops are counted, a failing format leaves the others alone, and a
+full disk marks the recording degraded while the session goes on or safe-stops per config."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO, json_result, run_cli, subprocess_env
+from test_record_support import make_meta, make_step, read_lines, record_session
+
+from reflex.recording.hub import RecordingHub
+from reflex.recording.inspect import info
+from reflex.recording.jsonl import JsonlRecorder
+from reflex.recording.manifest import read_json
+
+
+class SlowJsonl(JsonlRecorder):
+    """The real JSONL recorder on a disk that takes 20 ms per step (cannot keep up with 1 kHz)."""
+
+    name = "slow"
+
+    def write_step(self, rec: Any) -> None:
+        time.sleep(0.02)
+        super().write_step(rec)
+
+
+class FailingJsonl(JsonlRecorder):
+    """The real JSONL recorder whose disk starts failing at step 10."""
+
+    name = "failing"
+
+    def write_step(self, rec: Any) -> None:
+        if rec.step >= 10:
+            raise OSError(28, "No space left on device")
+        super().write_step(rec)
+
+
+def _run_hub(recorders: list[Any], tmp_path: Path, steps: int, queue_size: int) -> RecordingHub:
+    hub = RecordingHub(recorders, make_meta(), queue_size, tmp_path)
+    assert hub.start() == []
+    for i in range(steps):
+        hub.submit(make_step(i, {"top": (0, i + 1)}))
+        time.sleep(0.002)  # a 500 Hz control loop
+    assert hub.close(60.0) == []
+    return hub
+
+
+def test_a_slow_format_drops_and_counts_without_holding_up_the_others(tmp_path: Path) -> None:
+    slow = SlowJsonl(tmp_path / "slow")
+    fast = JsonlRecorder(tmp_path / "fast")
+    hub = _run_hub([slow, fast], tmp_path, steps=200, queue_size=64)
+    stats = {s.name: s for s in hub.stats()}
+    assert stats["slow"].dropped > 0  # submit() never waited for the slow writer
+    assert stats["slow"].dropped + stats["slow"].written_steps == 200
+    assert stats["jsonl"].dropped == 0 and stats["jsonl"].written_steps == 200
+    written = [e["step"] for e in read_lines(tmp_path / "slow" / "jsonl" / "steps.jsonl") if e["type"] == "step"]
+    assert len(written) == stats["slow"].written_steps and written == sorted(written)
+    report = hub.report()
+    assert report["lagging"] == ["slow"] and report["degraded"] is True
+    manifest = read_json(tmp_path / "recording.json")
+    assert manifest is not None and manifest["status"] == "degraded"
+    assert manifest["formats"]["slow"]["dropped"] == stats["slow"].dropped
+    assert manifest["formats"]["jsonl"]["dropped"] == 0 and manifest["steps"] == 200
+
+
+def test_a_failing_format_does_not_take_the_others_down(tmp_path: Path) -> None:
+    failing = FailingJsonl(tmp_path / "failing")
+    ok = JsonlRecorder(tmp_path / "ok")
+    hub = _run_hub([failing, ok], tmp_path, steps=40, queue_size=64)
+    stats = {s.name: s for s in hub.stats()}
+    assert stats["failing"].failed is not None and "No space left" in stats["failing"].failed
+    assert stats["failing"].written_steps == 10
+    assert stats["jsonl"].failed is None and stats["jsonl"].written_steps == 40
+    lines = read_lines(tmp_path / "ok" / "jsonl" / "steps.jsonl")
+    assert lines[-1]["type"] == "end" and lines[-1]["counts"]["step"] == 40
+    assert hub.failures() == [f"failing: {stats['failing'].failed}"]
+
+
+# -- a real full disk ------------------------------------------------------------------------
+@contextmanager
+def small_disk(path: Path, size_kib: int) -> Iterator[dict[str, Any]]:
+    """A tmpfs of ``size_kib`` mounted at ``path`` (root), else a per-file size limit (EFBIG).
+    Yields the extra ``subprocess.run`` arguments and, for the tmpfs, how to make room again."""
+    path.mkdir(parents=True)
+    mount = shutil.which("mount")
+    if os.geteuid() == 0 and mount:
+        done = subprocess.run([mount, "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(path)],
+                              capture_output=True)
+        if done.returncode == 0:
+            def grow() -> None:
+                subprocess.run([mount, "-o", "remount,size=64m", str(path)], check=True, capture_output=True)
+
+            try:
+                yield {"run": {}, "grow": grow}
+            finally:
+                subprocess.run(["umount", "-l", str(path)], capture_output=True)
+            return
+    limit = size_kib * 1024 // 4
+
+    def preexec() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    yield {"run": {"preexec_fn": preexec}, "grow": lambda: None}
+
+
+@pytest.mark.parametrize("on_error", ["continue", "safe_stop"])
+def test_disk_full_marks_the_recording_degraded_then_repair_recovers_it(tmp_path: Path, on_error: str) -> None:
+    steps = 150
+    rec_dir = tmp_path / "disk"
+    formats = ["jsonl", "lerobot", "mcap", "rerun"]
+    with small_disk(rec_dir, 1536) as disk:
+        if disk["run"]:
+            formats = ["jsonl", "lerobot", "mcap"]  # file-size limit, not a full disk: rerun's sink would stall
+        config, _, hw, _ = record_session(
+            tmp_path, formats, max_steps=steps,
+            record={"enabled": True, "formats": formats, "dir": str(rec_dir), "on_error": on_error},
+        )
+        proc = subprocess.run([sys.executable, "-m", "reflex", "connect", "--config", str(config), "--json"],
+                              capture_output=True, text=True, timeout=180, env=subprocess_env(), cwd=REPO,
+                              **disk["run"])
+        result = json_result(proc)
+        recording = result["recording"]
+        assert recording["degraded"] is True and recording["failures"], recording
+        assert all(("Errno 28" in f) or ("Errno 27" in f) for f in recording["failures"]), recording["failures"]
+        assert proc.returncode == 1 and not result["ok"]
+        if on_error == "continue":
+            assert result["steps"] == steps and result["safeStops"] == 0
+            assert result["stopReason"] == "completed"
+            assert "apply" in {e["call"] for e in read_lines(hw)}
+        else:
+            assert result["stopReason"] == "incident:record" and result["safeStops"] == 1
+            assert result["steps"] < steps
+            assert any(e.startswith("record:") for e in result["errors"])
+            calls = [e["call"] for e in read_lines(hw)]
+            assert "apply" not in calls[calls.index("safe_stop"):]
+
+        # space freed: repair finishes every format from what reached the disk
+        disk["grow"]()
+        repair = run_cli(["recordings", "repair", str(rec_dir), "--json"])
+        assert repair.returncode == 0, repair.stdout + repair.stderr
+        details = info(rec_dir)["details"]
+        assert {n: d["state"] for n, d in details.items()} == {
+            f: ("repaired" if f == "lerobot" else "complete") for f in formats
+        }
+        assert details["lerobot"]["rows"] > 0
+
+
+def test_a_format_whose_extra_is_missing_is_a_setup_error_before_anything_moves(tmp_path: Path) -> None:
+    config, _, hw, _ = record_session(tmp_path, ["jsonl", "lerobot"], max_steps=10)
+    code = ("import sys, json; sys.modules['pyarrow'] = None  # as on a core install\n"
+            "from reflex.runtime.session import run_session_file\n"
+            f"r = run_session_file({str(config)!r}); print(json.dumps(r.to_json()))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=subprocess_env(), cwd=REPO)
+    result = json_result(proc)
+    assert result["exitCode"] == 3 and result["stopReason"] == "setup_failed"
+    assert "pip install 'reflex-runtime[lerobot]'" in result["errors"][0]
+    calls = [e["call"] for e in read_lines(hw)]
+    assert "enable" not in calls and "apply" not in calls
