@@ -74,6 +74,12 @@ class RecordConfig(StrictModel):
     )
     queue_size: int = Field(1024, ge=8, description="Steps buffered per format before dropping.")
     images: bool = Field(True, description="Write camera images.")
+    image_encoding: Literal["lossy", "lossless"] = Field(
+        "lossy",
+        description="How MCAP, Rerun and LeRobot store camera images: 'lossy' (JPEG; H.264 video for "
+        "LeRobot) is small; 'lossless' (PNG) is larger and slower to write but lets `reflex replay` "
+        "reproduce an image policy from those formats. JSONL always writes PNG.",
+    )
     on_error: Literal["safe_stop", "continue"] = Field(
         "safe_stop",
         description="A format that fails mid-session (e.g. disk full): safe-stop, or keep running "

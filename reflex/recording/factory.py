@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from reflex.config.base import load_object
@@ -9,9 +10,15 @@ from reflex.ports import Recorder
 from reflex.recording.formats import FORMATS
 
 
-def build_recorders(formats: list[str], directory: Path, images: bool) -> list[Recorder]:
+def build_recorders(
+    formats: list[str], directory: Path, images: bool, image_encoding: str = "lossy"
+) -> list[Recorder]:
+    """``image_encoding`` goes to the recorders that take it (JSONL is always lossless)."""
     recorders = []
     for name in formats:
         cls = load_object(FORMATS[name])
-        recorders.append(cls(directory, images=images))
+        kwargs: dict[str, object] = {"images": images}
+        if "image_encoding" in inspect.signature(cls).parameters:
+            kwargs["image_encoding"] = image_encoding
+        recorders.append(cls(directory, **kwargs))
     return recorders

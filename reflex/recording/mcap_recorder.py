@@ -2,7 +2,7 @@
 
 Channels (Foxglove's own protobuf schemas where one exists, jsonschema JSON otherwise):
 
-* ``/camera/<name>/image`` ``foxglove.CompressedImage`` (JPEG), stamped with the capture time,
+* ``/camera/<name>/image`` ``foxglove.CompressedImage`` (JPEG; PNG when lossless), stamped with the capture time,
   ``sequence`` = the camera's frame number;
 * ``/robot/joint_states`` ``foxglove.JointStates``: the state the step used, at its capture time;
 * ``/action/applied`` ``foxglove.JointStates``: actions actually sent to the robot, and
@@ -30,7 +30,7 @@ from reflex import __version__
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording import mcap_schemas
 from reflex.recording.clock import WallClock
-from reflex.recording.jpeg import jpeg_bytes
+from reflex.recording.jpeg import encoded_image
 from reflex.recording.serialize import chunk_dict, event_dict, meta_dict, step_dict
 
 FILE_NAME = "session.mcap"
@@ -59,10 +59,11 @@ def _finite(obj: Any) -> Any:
 class McapRecorder:
     name = "mcap"
 
-    def __init__(self, directory: Path, images: bool = True) -> None:
+    def __init__(self, directory: Path, images: bool = True, image_encoding: str = "lossy") -> None:
         self.directory = directory / "mcap"
         self.path = self.directory / FILE_NAME
         self.images = images
+        self.image_encoding = image_encoding  # lossy: JPEG; lossless: PNG
         self.counts: dict[str, int] = {}
         self._fh: IO[bytes] | None = None
         self._writer: Any = None
@@ -142,7 +143,8 @@ class McapRecorder:
                 if topic not in self._channels:
                     continue
                 t = ns(frame.t_capture)
-                msg = image_cls(frame_id=cam, data=jpeg_bytes(frame), format="jpeg")
+                data, fmt = encoded_image(frame, self.image_encoding)
+                msg = image_cls(frame_id=cam, data=data, format=fmt)
                 msg.timestamp.FromNanoseconds(t)
                 self._add(topic, t, msg.SerializeToString(), sequence=frame.seq)
         t_state = ns(rec.state.t_capture)

@@ -4,7 +4,7 @@ Timelines: ``step`` (the control step) and ``capture_time`` (wall clock derived 
 sensor's own monotonic capture time: an image sits at the instant it was taken, the state at the
 instant it was read). Entities:
 
-* ``camera/<name>``: ``EncodedImage`` (JPEG, shared with the MCAP recorder);
+* ``camera/<name>``: ``EncodedImage`` (JPEG, or PNG when lossless; shared with the MCAP recorder);
 * ``robot/state``: ``Scalars`` named by ``SeriesLines`` (one series per joint);
 * ``action/applied`` and ``action/not_applied``: the action sent, or computed but not sent;
 * ``policy/chunk``: each adopted chunk as a ``Tensor`` (horizon x joint), plus its numbers
@@ -36,7 +36,7 @@ import numpy as np
 
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording.clock import WallClock
-from reflex.recording.jpeg import jpeg_bytes
+from reflex.recording.jpeg import encoded_image
 
 FILE_NAME = "session.rrd"
 APPLICATION_ID = "reflex"
@@ -56,10 +56,11 @@ def recording_id(session_id: str) -> str:
 class RerunRecorder:
     name = "rerun"
 
-    def __init__(self, directory: Path, images: bool = True) -> None:
+    def __init__(self, directory: Path, images: bool = True, image_encoding: str = "lossy") -> None:
         self.directory = directory / "rerun"
         self.path = self.directory / FILE_NAME
         self.images = images
+        self.image_encoding = image_encoding  # lossy: JPEG; lossless: PNG
         self._rec: Any = None
         self._rr: Any = None
         self._clock: WallClock | None = None
@@ -121,7 +122,8 @@ class RerunRecorder:
             if cam not in self._cameras:
                 continue
             rec.set_time("capture_time", timestamp=np.datetime64(ns(frame.t_capture), "ns"))
-            rec.log(f"camera/{cam}", rr.EncodedImage(contents=jpeg_bytes(frame), media_type="image/jpeg"))
+            data, fmt = encoded_image(frame, self.image_encoding)
+            rec.log(f"camera/{cam}", rr.EncodedImage(contents=data, media_type=f"image/{fmt}"))
             self.counts["images"] += 1
         rec.set_time("capture_time", timestamp=np.datetime64(ns(rec_.state.t_capture), "ns"))
         rec.log("robot/state", rr.Scalars(np.asarray(rec_.state.position, dtype=np.float64)))

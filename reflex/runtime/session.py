@@ -278,7 +278,7 @@ class Session:
             t_start_wall=time.time(),
             t_start_mono=time.monotonic(),
         )
-        recorders = build_recorders(cfg.record.formats, directory, cfg.record.images)
+        recorders = build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
         self.hub = RecordingHub(recorders, meta, cfg.record.queue_size, directory)
         failures = self.hub.start()
         self.result.recording = {"path": str(directory), "formats": list(cfg.record.formats)}

@@ -49,13 +49,25 @@ def resolve_api_key(spec: RemoteTargetSpec, ctx: BuildContext) -> str | None:
     return ctx.api_key
 
 
+def _summarise(text: str, limit: int = 300) -> str:
+    """A short reason from a free-text error body. openpi servers send a whole traceback: its
+    last line names the exception, so that is the part worth showing."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    lines = [line for line in text.splitlines() if line.strip()]
+    if text.startswith("Traceback") and lines:
+        return f"...{lines[-1].strip()[-limit:]}"
+    return text[:limit] + "..."
+
+
 def error_from_status(status: int, body: Any, where: str) -> RemoteError | TransportFailure:
     """Map an HTTP-style status and its JSON error body to the right exception."""
     err = body.get("error") if isinstance(body, Mapping) else None
     if isinstance(err, Mapping):
         message, code, field = str(err.get("message", "")), err.get("code"), err.get("field")
     else:
-        message, code, field = (str(body)[:300] if body else ""), None, None
+        message, code, field = (_summarise(str(body)) if body else ""), None, None
     if field:
         message = f"{field}: {message}" if not message.startswith(f"{field}:") else message
     if status == 401:

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from reflex.recording.lerobot import layout as L
 from reflex.recording.lerobot.journal import read_journal
+from reflex.recording.lerobot.png import png_size
 from reflex.recording.lerobot.stats import image_stats, vector_stats
 from reflex.recording.lerobot.video import CODEC_NAME, pix_fmt_for, remux
 from reflex.recording.manifest import read_json, write_json_atomic
@@ -41,6 +42,8 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
         raise FileNotFoundError(f"{root / L.STATUS_FILE}: missing or unreadable, not a Reflex LeRobot recording")
     fps = int(status["fps"])
     cameras: list[str] = list(status["cameras"])
+    image_cams = [c for c in cameras if c in (status.get("image_cameras") or [])]  # PNG in the rows
+    video_cams = [c for c in cameras if c not in image_cams]
     features: dict[str, dict[str, Any]] = status["features"]
 
     table, _ = read_journal(root / L.JOURNAL_FILE)
@@ -58,16 +61,17 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
             first, count = int(rows[0]), len(rows)
             target = len(kept)  # episodes renumbered so the kept ones stay contiguous
             n = count
-            for cam in cameras:
+            for cam in video_cams:
                 src = L.partial_video(root, cam, source)
                 n = min(n, remux(src, L.video_file(root, cam, target), n, fps) if src.exists() else 0)
             if n == 0:
-                for cam in cameras:
+                for cam in video_cams:
                     L.video_file(root, cam, target).unlink(missing_ok=True)
                 continue
-            for cam in cameras:  # a camera behind the others: cut every video to the same length
+            for cam in video_cams:  # a camera behind the others: cut every video to the same length
                 if _frame_count(L.video_file(root, cam, target)) != n:
                     remux(L.partial_video(root, cam, source), L.video_file(root, cam, target), n, fps)
+            for cam in cameras:
                 report.frames[cam] += n
             kept.append((source, first, n))
 
@@ -92,6 +96,11 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
     episode_index = np.concatenate([np.full(n, e, dtype=np.int64) for e, (_, _, n) in enumerate(kept)])
 
     data = data.drop_columns([L.TASK_COLUMN, L.EPISODE_COLUMN])
+    for cam in image_cams:  # LeRobot's image dtype: an HF Image struct {bytes, path} per row
+        key = L.image_key(cam)
+        pngs = data.column(key).combine_chunks()
+        struct = pa.StructArray.from_arrays([pngs, pa.nulls(len(pngs), pa.string())], names=["bytes", "path"])
+        data = data.set_column(data.schema.get_field_index(key), key, struct)
     data = data.append_column("timestamp", pa.array((frame_index / fps).astype(np.float32)))
     data = data.append_column("frame_index", pa.array(frame_index))
     data = data.append_column("episode_index", pa.array(episode_index))
@@ -102,9 +111,12 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
     pq.write_table(data, data_path, compression="snappy")
 
     all_features = {**features, **L.default_features()}
-    for cam in cameras:
+    for cam in video_cams:
         h, w = _video_size(L.video_file(root, cam, 0))
         all_features[L.image_key(cam)] = L.video_feature(h, w, fps, CODEC_NAME, pix_fmt_for(h, w))
+    for cam in image_cams:
+        first_png = data.column(L.image_key(cam))[0]["bytes"].as_py()
+        all_features[L.image_key(cam)] = L.image_feature(*png_size(first_png))
 
     hists = _load_hists(root)
     lengths = [n for _, _, n in kept]
@@ -119,7 +131,7 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
             if s_img is not None:
                 ep_stats[L.image_key(cam)] = s_img
         ep_tasks = list(dict.fromkeys(task_list[int(bounds[e]) : int(bounds[e]) + n]))
-        episode_rows.append(_episode_row(e, int(bounds[e]), n, fps, cameras, ep_tasks, ep_stats))
+        episode_rows.append(_episode_row(e, int(bounds[e]), n, fps, video_cams, ep_tasks, ep_stats))
     stats = _vector_stats(data, features)
     for cam in cameras:
         summed = [hists[(cam, source)] for source, _, _ in kept if (cam, source) in hists]
@@ -145,7 +157,7 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
         "fps": fps,
         "splits": {"train": f"0:{len(kept)}"},
         "data_path": L.DATA_PATH,
-        "video_path": L.VIDEO_PATH if cameras else None,
+        "video_path": L.VIDEO_PATH if video_cams else None,
         "features": all_features,
     }
     write_json_atomic(root / L.INFO_PATH, info)  # last: a dataset without info.json is unfinished

@@ -25,8 +25,10 @@ def arrow_type(feature: dict[str, Any]) -> pa.DataType:
     return base if list(shape) == [1] else pa.list_(base, int(np.prod(shape)))
 
 
-def journal_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
+def journal_schema(features: dict[str, dict[str, Any]], binary_columns: list[str] | None = None) -> pa.Schema:
+    """``binary_columns``: PNG frames journaled with their rows (``image_encoding: lossless``)."""
     fields = [pa.field(name, arrow_type(f), nullable=False) for name, f in features.items()]
+    fields += [pa.field(name, pa.binary(), nullable=False) for name in binary_columns or []]
     return pa.schema([
         *fields,
         pa.field(EPISODE_COLUMN, pa.int64(), nullable=False),
@@ -37,10 +39,12 @@ def journal_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
 class RowJournal:
     """Buffers rows in columns and appends them as one record batch per :meth:`flush`."""
 
-    def __init__(self, path: Path, features: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, path: Path, features: dict[str, dict[str, Any]], binary_columns: list[str] | None = None
+    ) -> None:
         self.path = path
         self.features = features
-        self.schema = journal_schema(features)
+        self.schema = journal_schema(features, binary_columns)
         self._fh: IO[bytes] = path.open("wb")
         self._writer = pa.ipc.new_stream(self._fh, self.schema)
         self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}

@@ -120,3 +120,8 @@ def video_feature(height: int, width: int, fps: int, codec: str, pix_fmt: str) -
             "has_audio": False,
         },
     }
+
+
+def image_feature(height: int, width: int) -> dict[str, Any]:
+    """A camera stored as PNG in the data parquet (``record.image_encoding: lossless``)."""
+    return {"dtype": "image", "shape": [height, width, 3], "names": ["height", "width", "channels"]}

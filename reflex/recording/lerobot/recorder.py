@@ -19,6 +19,7 @@ import numpy as np
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording.lerobot import layout as L
 from reflex.recording.lerobot.layout import TASK_COLUMN
+from reflex.recording.lerobot.png import PngFrames
 from reflex.recording.lerobot.video import CameraEncoder
 from reflex.recording.manifest import write_json_atomic
 from reflex.recording.serialize import chunk_dict, event_dict, meta_dict
@@ -33,9 +34,10 @@ EXTRA_HINT = "pip install 'reflex-runtime[lerobot]'"
 class LeRobotRecorder:
     name = "lerobot"
 
-    def __init__(self, directory: Path, images: bool = True) -> None:
+    def __init__(self, directory: Path, images: bool = True, image_encoding: str = "lossy") -> None:
         self.root = directory / "lerobot"
         self.images = images
+        self.lossless = image_encoding == "lossless"  # PNG in the data parquet instead of H.264 video
         self.report: FinalizeReport | None = None
         self.finalize_s = 0.0
         self.rows = 0
@@ -45,7 +47,7 @@ class LeRobotRecorder:
         self._cameras: list[str] = []
         self._joints: list[str] = []
         self._journal: RowJournal | None = None
-        self._encoders: dict[str, CameraEncoder] = {}
+        self._encoders: dict[str, CameraEncoder | PngFrames] = {}
         self._last: dict[str, Any] = {}  # camera -> last Frame seen
         self.episode_rows = 0  # rows per episode, from EPISODE_MAX_S and the fps (set by open)
         self._episode = 0
@@ -86,11 +88,13 @@ class LeRobotRecorder:
             "cameras": self._cameras,
             "joints": self._joints,
             "features": features,
+            "image_cameras": self._cameras if self.lossless else [],  # PNG columns, no video
             "session": meta_dict(meta),
             "model_hash": None if target is None else target.model_hash,
             "seed": None if target is None else target.seed,
         })
-        self._journal = RowJournal(self.root / L.JOURNAL_FILE, features)
+        binary = [L.image_key(c) for c in self._cameras] if self.lossless else []
+        self._journal = RowJournal(self.root / L.JOURNAL_FILE, features, binary)
         self._start_encoders()
         for key, rel in (("events", L.EVENTS_FILE), ("chunks", L.CHUNKS_FILE)):
             self._sidecars[key] = (self.root / rel).open("w", encoding="utf-8")
@@ -109,7 +113,10 @@ class LeRobotRecorder:
         action = np.full(dim, np.nan) if rec.action is None else np.asarray(rec.action, dtype=np.float64)
         kinds = {e.kind for e in rec.guard_events}
         frames = [self._last[c] for c in self._cameras]
+        pngs = {L.image_key(c): enc.encode(self._last[c].image)
+                for c, enc in self._encoders.items() if isinstance(enc, PngFrames)}
         self._journal.append({
+            **pngs,
             L.STATE_KEY: np.asarray(rec.state.position, dtype=np.float64),
             L.ACTION_KEY: action,
             "reflex.step": rec.step,
@@ -197,7 +204,8 @@ class LeRobotRecorder:
 
     def _start_encoders(self) -> None:
         self._encoders = {
-            cam: CameraEncoder(cam, L.partial_video(self.root, cam, self._episode), self._fps)
+            cam: PngFrames(cam) if self.lossless
+            else CameraEncoder(cam, L.partial_video(self.root, cam, self._episode), self._fps)
             for cam in self._cameras
         }
 

@@ -4,7 +4,8 @@ Row ``k`` of an episode is control step ``reflex.step``: its state, its action, 
 the newest frame (``reflex.frame_seq``, ``reflex.frame_new``), decoded from the episode's video
 at ``from_timestamp + k / fps``. Chunks come from the ``meta/reflex/chunks.jsonl`` sidecar and the
 session from ``meta/reflex/recording.json``. The video is lossy (H.264) and the state float32,
-so observations are flagged as approximate.
+so observations are flagged as approximate. Cameras recorded with ``image_encoding: lossless``
+are LeRobot ``image`` features (PNG bytes in the data parquet) and decode exactly.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from reflex.replay.episode import Episode, RecordedChunk, RecordedStep, RecordingError
-from reflex.replay.readers.records import RecordParser, note_gaps
+from reflex.replay.readers.records import RecordParser, decode_image, note_gaps
 
 INFO = "meta/info.json"
 STATUS = "meta/reflex/recording.json"
@@ -153,7 +154,8 @@ class _Dataset:
         state_dtype = (info.get("features", {}).get("observation.state") or {}).get("dtype")
         if state_dtype != "float64":
             lossy_state.append(f"LeRobot stores the state as {state_dtype}")
-        videos = [_video_info(info, c) for c in cameras]
+        image_cams = {c for c in cameras if _dtype(info, c) == "image"}  # exact PNG, not video
+        videos = [_video_info(info, c) for c in cameras if c not in image_cams]
         lossy_videos = sorted({f"{codec} {pix}" for codec, pix in videos if (codec, pix) not in LOSSLESS_VIDEO})
         if lossy_videos:
             kinds = ", ".join(lossy_videos)
@@ -162,7 +164,8 @@ class _Dataset:
         out = []
         for episode_index in sorted({r["episode_index"] for r in rows}):
             ep_rows = [r for r in rows if r["episode_index"] == episode_index]
-            steps = self._steps(parser, ep_rows, cameras, tasks, fps, video_starts.get(episode_index, {}))
+            steps = self._steps(parser, ep_rows, cameras, tasks, fps, video_starts.get(episode_index, {}),
+                                image_cams)
             first, last = (steps[0].step, steps[-1].step) if steps else (0, -1)
             ep_chunks = [c for c in chunks if first <= c.obs_step <= last] if len(rows) != len(ep_rows) else chunks
             episode = Episode(self.root, "lerobot", int(episode_index), meta, steps, ep_chunks)
@@ -224,12 +227,21 @@ class _Dataset:
 
     def _steps(
         self, parser: RecordParser, rows: list[dict[str, Any]], cameras: list[str], tasks: dict[int, str],
-        fps: float, videos: dict[str, tuple[Path, float]],
+        fps: float, videos: dict[str, tuple[Path, float]], image_cams: set[str] | None = None,
     ) -> list[RecordedStep]:
         decoders = {cam: _Video(path, fps) for cam, (path, _) in videos.items()}
         starts = {cam: start for cam, (_, start) in videos.items()}
+        pngs = {cam: {int(r.get("frame_index", i)): r.get(IMAGE_PREFIX + cam) for i, r in enumerate(rows)}
+                for cam in image_cams or ()}
 
         def loader(cam: str, frame_index: int, step: int) -> Callable[[], np.ndarray] | None:
+            if cam in pngs:
+                cell = pngs[cam].get(frame_index)
+                data = cell.get("bytes") if isinstance(cell, dict) else None
+                if not data:
+                    return None
+                where_png = f"{self.root}: step {step}, camera '{cam}'"
+                return lambda: decode_image(data, where_png)
             if cam not in decoders:
                 return None
             index = frame_index + round(starts[cam] * fps)
@@ -264,6 +276,10 @@ class _Dataset:
             }
             steps.append(parser.step(obj, lambda cam, _seq, st, fi: loader(cam, int(fi), st)))
         return steps
+
+
+def _dtype(info: dict[str, Any], camera: str) -> str:
+    return str(((info.get("features") or {}).get(IMAGE_PREFIX + camera) or {}).get("dtype", "video"))
 
 
 def _video_info(info: dict[str, Any], camera: str) -> tuple[str, str]:
