@@ -38,7 +38,9 @@ class LocalTarget:
             providers=self.policy.providers,
             model_hash=self.policy.model_hash,
             seed=self.policy.seed,
-            details={"export": str(self.export_dir), "name": m.name},
+            # a built-in export is named as configured: its install path says nothing portable
+            details={"export": self.spec.export if self.spec.export.startswith("builtin:") else str(self.export_dir),
+                     "name": m.name},
         )
 
     def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
