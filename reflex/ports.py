@@ -193,6 +193,12 @@ class Hardware(Protocol):
     ``connect`` must not make torque or move anything: it is all ``dry_run`` ever calls besides
     ``read_state`` / ``safe_stop`` / ``close``. ``enable`` is called only in ``apply_actions``
     and only after the inference target answered with a valid first chunk.
+
+    Optional, declared by attributes the runner looks for:
+    ``accepts_step = True`` -> ``read_state(step=N)`` gets the control step;
+    ``accepts_chunk_context = True`` -> ``apply(action, step, chunk_id=..., t_target=...)``;
+    ``cameras() -> dict[str, Camera]`` -> cameras the robot itself provides;
+    ``go_home()`` -> used for ``safety.home_on_stop`` (apply_actions only).
     """
 
     layout: JointLayout

@@ -27,6 +27,7 @@ class JournalSim(SimRobot):
         super().__init__(SimConfig.model_validate(config))
         self._journal = Path(journal)
         self._stale_after = stale_after
+        self.last_read_step: int | None = None
         self._write("init")
 
     def _write(self, call: str, **data: object) -> None:
@@ -41,15 +42,19 @@ class JournalSim(SimRobot):
         self._write("enable")
         super().enable()
 
-    def read_state(self) -> StateSample:
+    accepts_step = True
+    accepts_chunk_context = True
+
+    def read_state(self, step: int | None = None) -> StateSample:
+        self.last_read_step = step
         sample = super().read_state()
         if self._stale_after is not None and self._reads > self._stale_after:
             sample.t_capture -= 10.0  # a sensor that stopped updating
         return sample
 
-    def apply(self, action: np.ndarray, step: int) -> None:
-        self._write("apply", step=step, action=[float(x) for x in action],
-                    measured=[float(x) for x in self._q])
+    def apply(self, action: np.ndarray, step: int, chunk_id: int | None = None, t_target: float | None = None) -> None:
+        self._write("apply", step=step, action=[float(x) for x in action], measured=[float(x) for x in self._q],
+                    chunk_id=chunk_id, t_target=t_target, read_step=self.last_read_step)
         super().apply(action, step)
 
     def safe_stop(self, reason: str) -> None:

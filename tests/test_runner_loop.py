@@ -176,6 +176,9 @@ def test_jsonl_recording_matches_the_session(tmp_path: Path) -> None:
     for s, a in zip(steps, applied, strict=True):
         assert s["applied"] is True
         assert s["action"] == pytest.approx(a["action"], abs=0)
+        # connectors that declare it get the chunk id and step context with every command
+        assert a["chunk_id"] == s["chunk_id"] and a["t_target"] == s["t_tick"]
+        assert a["read_step"] in (s["step"], 0)  # step 0 reuses the first chunk's observation
     chunks = {x["chunk_id"] for x in lines if x["type"] == "chunk"}
     assert {s["chunk_id"] for s in steps} <= chunks
     image = steps[0]["frames"]["top"]["path"]

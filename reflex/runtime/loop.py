@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -97,12 +97,16 @@ class ControlLoop:
         self._consecutive_holds = 0
         self._stale_reason: str | None = None
         self.first_obs: Observation | None = None  # set by the session: the first chunk's input
+        # optional capabilities a connector may declare (see reflex/ports.py, "Optional")
+        self._state_takes_step = bool(getattr(hardware, "accepts_step", False))
+        self._apply_takes_context = bool(getattr(hardware, "accepts_chunk_context", False))
         self.exhausted: str | None = None  # a finite source (a replayed recording) ran out
 
     # -- first chunk ---------------------------------------------------------------------
     def observe(self, step: int) -> tuple[Observation, str | None]:
         """Read state and the latest frames; the second value says why the data is stale."""
-        state = self.hardware.read_state()
+        hardware: Any = self.hardware
+        state = hardware.read_state(step=step) if self._state_takes_step else hardware.read_state()
         frames: dict[str, Frame] = {}
         for name, camera in self.cameras.items():
             frame = camera.latest()
@@ -239,7 +243,11 @@ class ControlLoop:
         applied = False
         if action is not None and self.apply_enabled:
             try:
-                self.hardware.apply(action, step)
+                if self._apply_takes_context and self.schedule.current is not None:
+                    hardware: Any = self.hardware
+                    hardware.apply(action, step, chunk_id=self.schedule.current.chunk_id, t_target=t_tick)
+                else:
+                    self.hardware.apply(action, step)
             except Exception as exc:
                 return Incident("apply", f"step {step}: {type(exc).__name__}: {exc}")
             applied = True
