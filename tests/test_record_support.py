@@ -108,8 +108,8 @@ class SeqCamera:
 class TruthSim(JournalSim):
     """Journals ``read_state`` too: every state the runner could have recorded, exactly."""
 
-    def read_state(self) -> StateSample:
-        sample = super().read_state()
+    def read_state(self, step: int | None = None) -> StateSample:
+        sample = super().read_state(step)
         self._write("read_state", position=[float(x) for x in sample.position], t_capture=sample.t_capture)
         return sample
 

@@ -112,7 +112,9 @@ def test_apply_actions_commands_stay_in_limits_and_near_the_measured_pose(tmp_pa
     finally:
         frames = stop_all(caps)
     assert result.exit_code == 0, result.errors
-    assert result.applied_steps >= 59 and result.safe_stops == 0
+    # a step may hold (no command) when bring-up outlasted the first chunk: never a stale action
+    held = result.loop["heldSteps"]
+    assert result.applied_steps + held == result.steps == 60 and held <= 5 and result.safe_stops == 0
     for side in SIDES:
         checked, worst = check_commands(frames[side])
         assert checked > 60 * 7 * 3, "the bus runs several cycles per control step"
