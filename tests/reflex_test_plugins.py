@@ -123,3 +123,11 @@ class ScriptedTarget:
 
     def close(self) -> None:
         self._inner.close()
+
+
+class FailingEnableSim(JournalSim):
+    """Enabling fails half-way (think: one arm came up, the other did not)."""
+
+    def enable(self) -> None:
+        self._write("enable")
+        raise RuntimeError("right arm did not answer the enable frame")

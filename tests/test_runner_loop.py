@@ -195,3 +195,18 @@ def test_dry_run_recording_marks_nothing_applied(tmp_path: Path) -> None:
     steps = [s for s in steps if s["type"] == "step"]
     assert len(steps) == 15
     assert all(s["applied"] is False and s["action"] is not None for s in steps)
+
+
+def test_enable_failure_is_a_setup_error_followed_by_one_safe_stop(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    hardware = {"kind": "reflex_test_plugins:FailingEnableSim", "config": {"journal": str(journal)}}
+    result = run_session_file(write_session(tmp_path, base_session(mode="apply_actions", hardware=hardware)))
+    assert result.exit_code == 3 and not result.ok
+    assert "hardware.enable" in result.errors[0] and result.safe_stops == 1
+    assert [e["call"] for e in read_journal(journal)][-2:] == ["safe_stop", "close"]
+
+
+def test_hardware_that_cannot_be_built_is_a_setup_error(tmp_path: Path) -> None:
+    hardware = {"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(tmp_path / "j"), "bogus": 1}}
+    result = run_session_file(write_session(tmp_path, base_session(hardware=hardware)))
+    assert result.exit_code == 3 and result.errors[0].startswith("hardware:") and result.safe_stops == 0

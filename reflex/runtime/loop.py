@@ -66,6 +66,7 @@ class ControlLoop:
         schedule: ChunkSchedule,
         guard: ActionGuard,
         action_dim: int,
+        chunk_dt: float,
         hub: RecordingHub | None,
         gate: SignalGate,
     ) -> None:
@@ -76,6 +77,7 @@ class ControlLoop:
         self.schedule = schedule
         self.guard = guard
         self.action_dim = action_dim
+        self.chunk_dt = chunk_dt  # seconds between chunk actions, as the target declares
         self.hub = hub
         self.gate = gate
         self.apply_enabled = config.mode == "apply_actions"
@@ -138,8 +140,6 @@ class ControlLoop:
         if self.hub is not None:
             self.hub.submit(chunk)
         return chunk
-
-    chunk_dt: float = 0.0  # set by the session from the target's action_dt
 
     # -- main loop -----------------------------------------------------------------------
     def run(self, t_start: float) -> Incident | None:

@@ -100,6 +100,7 @@ class Session:
         self.worker: InferenceWorker | None = None
         self.loop: ControlLoop | None = None
         self.enabled = False
+        self._enable_failed = False
         self._t_start = 0.0
 
     # -- public ---------------------------------------------------------------------------
@@ -158,7 +159,7 @@ class Session:
         }
         self._check_layout_against_target(cfg.hardware.layout())
 
-        self.hardware = cfg.hardware.build(self.ctx)
+        self.hardware = self._setup("hardware", lambda: cfg.hardware.build(self.ctx))
         self.ctx.hardware = self.hardware
         self._setup("hardware", self.hardware.connect)
         layout = self.hardware.layout
@@ -187,12 +188,15 @@ class Session:
         }
         self.loop = ControlLoop(
             cfg, self.hardware, self.cameras, max_ages, self.worker, schedule, guard,
-            self.info.action_dim, self.hub, self.gate,
+            self.info.action_dim, self.info.action_dt, self.hub, self.gate,
         )
-        self.loop.chunk_dt = self.info.action_dt
         self._first_chunk()
         if cfg.mode == "apply_actions":
-            self._setup("hardware.enable", self.hardware.enable)
+            try:
+                self._setup("hardware.enable", self.hardware.enable)
+            except SetupError:
+                self._enable_failed = True  # some motors may be live: _finish safe-stops
+                raise
             self.enabled = True
             self._event("enabled", "motors enabled after the first valid chunk")
 
@@ -294,6 +298,8 @@ class Session:
             if res.stop_reason in ("running", "not_started"):
                 res.stop_reason = f"incident:{incident.stage}"
             self._safe_stop(str(incident))
+        elif self._enable_failed:
+            self._safe_stop("enable failed: " + (res.errors[-1] if res.errors else "unknown error"))
         try:
             if incident is None and self.enabled and self.config.safety.home_on_stop:
                 home = getattr(self.hardware, "go_home", None)
