@@ -143,7 +143,7 @@ def test_killed_publisher_goes_stale_and_safe_stops_at_the_first_late_tick(tmp_p
     match = re.search(r"step (\d+): camera 'top' frame is (\d+) ms old \(max 150 ms\)", error)
     assert match, error
     stale_step, age_ms = int(match[1]), int(match[2])
-    assert age_ms > MAX_AGE_MS
+    assert age_ms >= MAX_AGE_MS  # printed rounded to whole ms: 150.4 ms reads "150"
     recs = records(tmp_path)
     ages = frame_age_at_tick(recs, "top")
     # every step that ran had a frame younger than max_age_ms, and the stop came at the very next
