@@ -21,6 +21,7 @@ import numpy as np
 from reflex.shm import layout
 from reflex.shm.layout import ChannelHeader, LayoutError
 from reflex.shm.segments import ChannelNotFound, channel_path, owner_alive, same_file
+from reflex.shm.views import map_views
 
 READ_ATTEMPTS = 4
 
@@ -67,22 +68,9 @@ class ShmReader:
         self.header = header
         self._fd = fd
         self._mm = mm
-        whole = memoryview(mm)
-        self._hq = whole[: layout.HEADER_SIZE].cast("Q")
-        self._hd = whole[: layout.HEADER_SIZE].cast("d")
-        shape = (header.height, header.width, header.channels)
-        self._slot_q: list[memoryview[int]] = []
-        self._slot_d: list[memoryview[float]] = []
-        self._pixels: list[np.ndarray] = []
-        for i in range(header.slot_count):
-            off = header.slot_offset(i)
-            self._slot_q.append(whole[off : off + layout.SLOT_HEADER_SIZE].cast("Q"))
-            self._slot_d.append(whole[off : off + layout.SLOT_HEADER_SIZE].cast("d"))
-            pixels = np.frombuffer(
-                mm, np.uint8, count=header.frame_bytes, offset=off + layout.SLOT_HEADER_SIZE
-            )
-            self._pixels.append(pixels.reshape(shape))
-        whole.release()
+        views = map_views(mm, header)
+        self._hq, self._hd = views.hq, views.hd
+        self._slot_q, self._slot_d, self._pixels = views.slot_q, views.slot_d, views.pixels
         st = os.fstat(fd)
         self.inode = (st.st_ino, st.st_dev)
 

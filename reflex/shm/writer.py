@@ -18,6 +18,7 @@ import numpy as np
 from reflex.shm import layout
 from reflex.shm.layout import ChannelHeader
 from reflex.shm.segments import ChannelBusy, StaleInfo, channel_path, same_file, stale_info, try_lock
+from reflex.shm.views import map_views
 
 TAKEOVER_WAIT_S = 0.5  # how long a new publisher tries to lock a possibly stale channel
 _FPS_ALPHA = 0.1
@@ -44,22 +45,9 @@ class ShmWriter:
         self._n = 0
         self._t_last = 0.0
         self._fps = 0.0
-        whole = memoryview(mm)
-        self._hq = whole[: layout.HEADER_SIZE].cast("Q")
-        self._hd = whole[: layout.HEADER_SIZE].cast("d")
-        shape = (header.height, header.width, header.channels)
-        self._slot_q: list[memoryview[int]] = []
-        self._slot_d: list[memoryview[float]] = []
-        self._pixels: list[np.ndarray] = []
-        for i in range(header.slot_count):
-            off = header.slot_offset(i)
-            self._slot_q.append(whole[off : off + layout.SLOT_HEADER_SIZE].cast("Q"))
-            self._slot_d.append(whole[off : off + layout.SLOT_HEADER_SIZE].cast("d"))
-            pixels = np.frombuffer(
-                mm, np.uint8, count=header.frame_bytes, offset=off + layout.SLOT_HEADER_SIZE
-            )
-            self._pixels.append(pixels.reshape(shape))
-        whole.release()
+        views = map_views(mm, header)
+        self._hq, self._hd = views.hq, views.hd
+        self._slot_q, self._slot_d, self._pixels = views.slot_q, views.slot_d, views.pixels
         self._hd[layout.T_HEARTBEAT] = time.monotonic()
 
     @classmethod
