@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from reflex.replay.episode import Episode, EpisodeMeta, RecordedChunk, RecordedStep, RecordingError
-from reflex.replay.readers.records import RecordParser, note_gaps
+from reflex.replay.readers.records import RecordParser, locate_file, note_gaps
 
 SUPPORTED_SCHEMAS = ("reflex.jsonl/1",)
 FILE_NAME = "steps.jsonl"
@@ -23,12 +23,7 @@ class JsonlReader:
     name = "jsonl"
 
     def locate(self, path: Path) -> Path | None:
-        if path.is_file():
-            return path if path.suffix == ".jsonl" else None
-        for candidate in (path / FILE_NAME, path / "jsonl" / FILE_NAME):
-            if candidate.is_file():
-                return candidate
-        return None
+        return locate_file(path, FILE_NAME, "jsonl")
 
     def read(self, path: Path, allow_partial: bool) -> list[Episode]:
         return [_parse(path, allow_partial)]

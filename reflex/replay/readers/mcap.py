@@ -20,7 +20,7 @@ import numpy as np
 
 from reflex.replay.episode import Episode, RecordedChunk, RecordedStep, RecordingError
 from reflex.replay.readers.jsonl import truncated
-from reflex.replay.readers.records import RecordParser, decode_image, note_gaps
+from reflex.replay.readers.records import RecordParser, decode_image, locate_file, note_gaps
 
 FILE_NAME = "session.mcap"
 META_ATTACHMENT = "session_meta.json"
@@ -34,12 +34,7 @@ class McapReader:
     name = "mcap"
 
     def locate(self, path: Path) -> Path | None:
-        if path.is_file():
-            return path if path.suffix == ".mcap" else None
-        for candidate in (path / FILE_NAME, path / "mcap" / FILE_NAME):
-            if candidate.is_file():
-                return candidate
-        return None
+        return locate_file(path, FILE_NAME, "mcap")
 
     def read(self, path: Path, allow_partial: bool) -> list[Episode]:
         try:

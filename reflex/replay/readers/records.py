@@ -7,6 +7,7 @@ The JSONL lines, the MCAP ``/reflex/step`` and ``/policy/chunk`` messages and th
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,3 +139,13 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
             return np.asarray(img.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise RecordingError(where, f"image is corrupt: {exc}") from None
+
+
+def locate_file(path: Path, file_name: str, format_dir: str) -> Path | None:
+    """A single-file format: the file itself, or ``file_name`` in a session or format directory."""
+    if path.is_file():
+        return path if path.suffix == Path(file_name).suffix else None
+    for candidate in (path / file_name, path / format_dir / file_name):
+        if candidate.is_file():
+            return candidate
+    return None

@@ -19,7 +19,7 @@ import numpy as np
 
 from reflex.replay.episode import Episode, RecordedChunk, RecordedStep, RecordingError
 from reflex.replay.readers.jsonl import truncated
-from reflex.replay.readers.records import RecordParser, decode_image, note_gaps
+from reflex.replay.readers.records import RecordParser, decode_image, locate_file, note_gaps
 
 FILE_NAME = "session.rrd"
 
@@ -28,12 +28,7 @@ class RerunReader:
     name = "rerun"
 
     def locate(self, path: Path) -> Path | None:
-        if path.is_file():
-            return path if path.suffix == ".rrd" else None
-        for candidate in (path / FILE_NAME, path / "rerun" / FILE_NAME):
-            if candidate.is_file():
-                return candidate
-        return None
+        return locate_file(path, FILE_NAME, "rerun")
 
     def read(self, path: Path, allow_partial: bool) -> list[Episode]:
         try:
