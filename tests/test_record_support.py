@@ -26,6 +26,7 @@ import yaml
 from conftest import REPO, TESTS, subprocess_env
 from reflex_test_plugins import JournalSim
 
+from reflex.cameras.pacing import FramePacer
 from reflex.ports import Frame, StateSample
 
 BANDS = 4
@@ -77,18 +78,17 @@ class SeqCamera:
         self.name = name
         self._code = code
         self._size = (width, height)
-        self._period = 1.0 / fps
+        self._pacer = FramePacer(fps)
         self._journal = Path(journal) if journal else None
         self._seq = 0
         self._frame: Frame | None = None
-        self._next_due = 0.0
 
     def start(self) -> None:
         self._render(time.monotonic())
 
     def latest(self) -> Frame | None:
         now = time.monotonic()
-        if self._frame is None or now >= self._next_due:
+        if self._frame is None or self._pacer.due(now):
             self._render(now)
         return self._frame
 
@@ -101,8 +101,7 @@ class SeqCamera:
         if self._journal is not None:
             with self._journal.open("a") as fh:
                 fh.write(json.dumps({"camera": self.name, "seq": self._seq, "t": now}) + "\n")
-        due = self._next_due + self._period
-        self._next_due = due if due > now else now + self._period
+        self._pacer.rendered(now)
 
 
 class TruthSim(JournalSim):

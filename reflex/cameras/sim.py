@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from reflex.cameras.base import CameraSpec
+from reflex.cameras.pacing import FramePacer
 from reflex.config.base import BuildContext
 from reflex.ports import Camera, Frame, JointLayout
 
@@ -59,17 +60,16 @@ class SimCamera:
         self.name = name
         self._robot = robot
         self._size = (width, height)
-        self._period = 1.0 / fps
+        self._pacer = FramePacer(fps)
         self._frame: Frame | None = None
         self._seq = 0
-        self._next_due = 0.0
 
     def start(self) -> None:
         self._render(time.monotonic())
 
     def latest(self) -> Frame | None:
         now = time.monotonic()
-        if self._frame is None or now >= self._next_due:
+        if self._frame is None or self._pacer.due(now):
             self._render(now)
         return self._frame
 
@@ -81,6 +81,4 @@ class SimCamera:
         image = render_joint_bars(q, self._robot.layout, *self._size)
         self._seq += 1
         self._frame = Frame(image=image, t_capture=now, seq=self._seq)
-        # Keep the nominal frame clock even when polled at another rate (no drift to poll ticks).
-        due = self._next_due + self._period
-        self._next_due = due if due > now else now + self._period
+        self._pacer.rendered(now)
