@@ -5,8 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reflex.wire import jpeg
 from reflex.wire.fragments import HEADER, FragmentError, Reassembler, split_message
 from reflex.wire.jpeg import ImageCodecError, JpegBudgetEncoder, decode_image, encode_jpeg, resize_rgb
+
+
+@pytest.fixture(params=["turbo", "pillow"])
+def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every JPEG test runs on both backends: simplejpeg (the extras) and Pillow (core only)."""
+    if request.param == "turbo":
+        if jpeg._turbo() is None:
+            pytest.fail("simplejpeg is part of the serve/http/webrtc extras the tests install")
+    else:
+        monkeypatch.setattr(jpeg, "_turbo", lambda: None)
+    return str(request.param)
 
 
 def scene(seed: int = 0, noise: float = 6.0, size: int = 224) -> np.ndarray:
@@ -17,14 +29,14 @@ def scene(seed: int = 0, noise: float = 6.0, size: int = 224) -> np.ndarray:
     return np.clip(img + rng.normal(0, noise, img.shape), 0, 255).astype(np.uint8)
 
 
-def test_jpeg_round_trip_is_close_to_the_original() -> None:
+def test_jpeg_round_trip_is_close_to_the_original(codec: str) -> None:
     img = scene()
     out = decode_image(encode_jpeg(img, 95))
     assert out.shape == img.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - img.astype(int)).mean() < 6
 
 
-def test_budget_encoder_stays_within_budget_and_remembers_the_quality() -> None:
+def test_budget_encoder_stays_within_budget_and_remembers_the_quality(codec: str) -> None:
     enc = JpegBudgetEncoder(budget_bytes=6000, max_quality=95, min_quality=20, step=5)
     sizes = [len(enc.encode("top", scene(i))) for i in range(5)]
     assert max(sizes) <= 6000
@@ -34,7 +46,7 @@ def test_budget_encoder_stays_within_budget_and_remembers_the_quality() -> None:
     assert enc.quality("other") == 95  # per camera
 
 
-def test_budget_encoder_probes_back_up_when_the_scene_gets_simpler() -> None:
+def test_budget_encoder_probes_back_up_when_the_scene_gets_simpler(codec: str) -> None:
     enc = JpegBudgetEncoder(budget_bytes=5000, max_quality=90, min_quality=10, step=10, probe_every=3)
     enc.encode("top", scene(noise=12.0))
     low = enc.quality("top")
@@ -44,18 +56,44 @@ def test_budget_encoder_probes_back_up_when_the_scene_gets_simpler() -> None:
     assert enc.quality("top") > low
 
 
-def test_unreachable_budget_is_an_error_naming_the_camera() -> None:
+def test_unreachable_budget_is_an_error_naming_the_camera(codec: str) -> None:
     noise = np.random.default_rng(1).integers(0, 255, (224, 224, 3), dtype=np.uint8)
     enc = JpegBudgetEncoder(budget_bytes=2000, min_quality=30)
     with pytest.raises(ImageCodecError, match=r"camera 'wrist'.*over the 2000-byte budget"):
         enc.encode("wrist", noise)
 
 
-def test_decode_rejects_non_images() -> None:
+def test_decode_rejects_non_images(codec: str) -> None:
     with pytest.raises(ImageCodecError, match="not a JPEG or PNG"):
         decode_image(b"GIF89a....")
     with pytest.raises(ImageCodecError, match="cannot decode"):
         decode_image(b"\xff\xd8\xff" + b"\x00" * 50)
+
+
+def test_backends_read_each_others_jpeg_and_grayscale_becomes_rgb(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from PIL import Image
+
+    img = scene(3)
+    by_turbo = encode_jpeg(img, 90)
+    monkeypatch.setattr(jpeg, "_turbo", lambda: None)
+    by_pillow = encode_jpeg(img, 90)
+    from_turbo_by_pillow = decode_image(by_turbo)
+    monkeypatch.undo()
+    from_pillow_by_turbo = decode_image(by_pillow)
+    for out in (from_turbo_by_pillow, from_pillow_by_turbo):
+        assert out.shape == img.shape and np.abs(out.astype(int) - img.astype(int)).mean() < 6
+    gray = io.BytesIO()
+    Image.fromarray(img[:, :, 0], mode="L").save(gray, format="JPEG", quality=90)
+    out = decode_image(gray.getvalue())
+    assert out.shape == img.shape and np.array_equal(out[:, :, 0], out[:, :, 2])
+
+
+def test_encoder_accepts_non_contiguous_views(codec: str) -> None:
+    img = scene(4)
+    out = decode_image(encode_jpeg(img[:, ::-1], 95))  # a mirrored view, as a flip transform gives
+    assert np.abs(out.astype(int) - img[:, ::-1].astype(int)).mean() < 6
 
 
 def test_resize_keeps_rgb_uint8() -> None:

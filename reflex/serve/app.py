@@ -60,6 +60,9 @@ def run_server(
     host: PolicyHost, options: ServeOptions, on_listen: Callable[[int], None] | None = None
 ) -> None:
     """Bind first, then load the model in the background; serve until SIGINT/SIGTERM."""
+    from reflex.memory import keep_freed_memory
+
+    keep_freed_memory()  # every request allocates observation-sized buffers: reuse them
 
     async def main() -> None:
         app = create_app(host, options)

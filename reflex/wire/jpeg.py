@@ -4,12 +4,19 @@ WebRTC data channels move about 10 KB per millisecond through aiortc's Python SC
 images must be compressed: each camera gets a byte budget and the encoder keeps, per camera,
 the quality that fitted last time. A steady scene therefore costs one encode per frame; a frame
 over budget steps the quality down (and the next frames probe back up slowly).
+
+JPEG goes through simplejpeg (libjpeg-turbo, installed with the ``webrtc`` and ``serve`` extras)
+when it is there: about 3x faster than Pillow at decoding the small frames policies take, which
+is a third of a WebRTC round trip. Pillow stays the fallback and handles PNG and the rare JPEG
+that turbojpeg refuses.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
@@ -26,8 +33,21 @@ def is_encoded_image(data: bytes | bytearray | memoryview) -> bool:
     return head.startswith(JPEG_MAGIC) or head.startswith(PNG_MAGIC)
 
 
+@functools.cache
+def _turbo() -> ModuleType | None:
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    return simplejpeg
+
+
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     """RGB HxWx3 uint8 -> JPEG bytes (4:2:0, no optimisation pass: speed over a few bytes)."""
+    turbo = _turbo()
+    if turbo is not None:
+        rgb = np.ascontiguousarray(image)
+        return bytes(turbo.encode_jpeg(rgb, quality=int(quality), colorspace="RGB", colorsubsampling="420"))
     from PIL import Image
 
     buf = io.BytesIO()
@@ -41,6 +61,12 @@ def decode_image(data: bytes | bytearray | memoryview) -> np.ndarray:
 
     if not is_encoded_image(data):
         raise ImageCodecError("not a JPEG or PNG image (bad magic bytes)")
+    turbo = _turbo()
+    if turbo is not None and bytes(data[:3]) == JPEG_MAGIC:
+        try:
+            return np.asarray(turbo.decode_jpeg(data, colorspace="RGB"))
+        except ValueError:
+            pass  # e.g. an unusual subsampling: Pillow decodes it or names the problem
     try:
         with Image.open(io.BytesIO(bytes(data))) as img:
             return np.asarray(img.convert("RGB"))
