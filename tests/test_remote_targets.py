@@ -294,6 +294,39 @@ def test_http_json_encoding_to_reflex_serve(server: ServerThread) -> None:
     np.testing.assert_allclose(actions, expected_actions(np.linspace(-0.5, 0.5, STATE_DIM), 40.0, 2), atol=1e-9)
 
 
+@pytest.mark.parametrize(("kind", "encoding"), [("websocket", "msgpack"), ("http", "msgpack"), ("http", "json")])
+def test_jpeg_image_encoding_to_reflex_serve(server: ServerThread, kind: str, encoding: str) -> None:
+    fields: dict[str, Any] = {"image_encoding": "jpeg", "jpeg_budget_bytes": 4000}
+    if kind == "http":
+        fields["encoding"] = encoding
+    raw = connected(spec_for(kind, server.port, api_key=KEY))
+    jpeg = connected(spec_for(kind, server.port, api_key=KEY, **fields))
+    try:
+        obs = observation(step=5, value=120)
+        obs.images["top"].image[::2, ::2] = 0  # some texture to compress
+        mean = float(obs.images["top"].image.mean())
+        want = expected_actions(obs.state.position, mean, 5)
+        raw_actions, raw_timing = raw.infer(obs)
+        actions, timing = jpeg.infer(obs)
+        np.testing.assert_allclose(raw_actions, want, atol=1e-9)  # raw is lossless
+        np.testing.assert_allclose(actions, want, atol=0.02)  # JPEG is close
+        assert raw_timing["image_bytes"] == obs.images["top"].image.nbytes
+        assert 0 < timing["image_bytes"] <= 4000 < raw_timing["image_bytes"]
+    finally:
+        raw.close()
+        jpeg.close()
+
+
+def test_jpeg_image_encoding_is_refused_where_the_server_wants_raw_arrays() -> None:
+    with pytest.raises(ValueError, match="openpi servers take raw arrays"):
+        WebsocketTargetSpec(
+            url="ws://127.0.0.1:1", image_encoding="jpeg", openpi={"action_dim": 14, "action_dt_s": 0.02}
+        )
+    mapping = {"action_dim": 14, "chunk_length": 50, "action_dt_s": 0.02}
+    with pytest.raises(ValueError, match=r"use mapping\.image_encoding"):
+        HttpTargetSpec(url="http://127.0.0.1:1", image_encoding="jpeg", mapping=mapping)
+
+
 def test_webrtc_splits_large_requests_and_respects_the_budget() -> None:
     # A 480x640 camera at 60 KB per frame is two parts at part_bytes=32 KiB.
     from reflex.serve.model import ModelInfo

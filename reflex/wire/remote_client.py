@@ -13,7 +13,7 @@ import numpy as np
 from reflex.config.base import BuildContext
 from reflex.errors import SetupError
 from reflex.ports import Observation, TargetInfo
-from reflex.wire.jpeg import resize_rgb
+from reflex.wire.jpeg import JpegBudgetEncoder, resize_rgb
 from reflex.wire.remote_spec import RemoteTargetSpec
 
 log = logging.getLogger("reflex.targets.remote")
@@ -144,6 +144,16 @@ def select_frames(
         height, width = override or size
         frames[name] = resize_rgb(frame.image, height, width)
     return frames
+
+
+def encode_frames(
+    frames: dict[str, np.ndarray], encoder: JpegBudgetEncoder | None
+) -> tuple[dict[str, np.ndarray | bytes], int]:
+    """The frames as the wire carries them (JPEG when there is an encoder), and their byte count."""
+    if encoder is None:
+        return dict(frames), sum(f.nbytes for f in frames.values())
+    images: dict[str, np.ndarray | bytes] = {name: encoder.encode(name, image) for name, image in frames.items()}
+    return images, sum(len(v) for v in images.values())
 
 
 def reflex_request(

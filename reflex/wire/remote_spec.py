@@ -5,9 +5,15 @@ Light on purpose: the session config imports this module, so it must not import 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Literal
+
 from pydantic import Field, model_validator
 
+from reflex.config.base import StrictModel
 from reflex.targets.base import TargetSpec
+
+if TYPE_CHECKING:
+    from reflex.wire.jpeg import JpegBudgetEncoder
 
 
 class RemoteTargetSpec(TargetSpec):
@@ -44,3 +50,30 @@ class RemoteTargetSpec(TargetSpec):
         if self.retry_backoff_max_ms < self.retry_backoff_ms:
             raise ValueError("retry_backoff_max_ms must be >= retry_backoff_ms")
         return self
+
+
+class JpegImageFields(StrictModel):
+    """JPEG within a per-camera byte budget: how the webrtc target always sends images, and how
+    the http and websocket targets send them to ``reflex serve`` with ``image_encoding: jpeg``."""
+
+    jpeg_budget_bytes: int = Field(12000, ge=1000, description="Largest JPEG per camera and frame.")
+    jpeg_quality: int = Field(90, ge=1, le=100, description="Starting (and highest) JPEG quality.")
+    jpeg_min_quality: int = Field(30, ge=1, le=100, description="Lowest quality tried before it is an error.")
+
+    @model_validator(mode="after")
+    def _qualities(self) -> JpegImageFields:
+        if self.jpeg_min_quality > self.jpeg_quality:
+            raise ValueError("jpeg_min_quality must be <= jpeg_quality")
+        return self
+
+    def jpeg_encoder(self) -> JpegBudgetEncoder:
+        from reflex.wire.jpeg import JpegBudgetEncoder
+
+        return JpegBudgetEncoder(self.jpeg_budget_bytes, self.jpeg_quality, self.jpeg_min_quality)
+
+
+ImageEncoding = Literal["raw", "jpeg"]
+IMAGE_ENCODING_HELP = (
+    "How images travel to reflex serve: raw (lossless uint8 arrays) or jpeg (within jpeg_budget_bytes "
+    "per camera; about 20x fewer bytes, lossy). jpeg pays off once the link, not the CPU, is the bottleneck."
+)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reflex.config.base import BuildContext, StrictModel
 from reflex.ports import Target
-from reflex.wire.remote_spec import RemoteTargetSpec
+from reflex.wire.remote_spec import IMAGE_ENCODING_HELP, ImageEncoding, JpegImageFields, RemoteTargetSpec
 
 
 class HttpMapping(StrictModel):
@@ -36,7 +36,7 @@ class HttpMapping(StrictModel):
     )
 
 
-class HttpTargetSpec(RemoteTargetSpec):
+class HttpTargetSpec(JpegImageFields, RemoteTargetSpec):
     """POST each observation to ``reflex serve``'s ``/act`` (msgpack), or to another server via ``mapping``."""
 
     kind: Literal["http"] = "http"
@@ -48,6 +48,13 @@ class HttpTargetSpec(RemoteTargetSpec):
         "msgpack", description="Body encoding for reflex serve (mapping always uses JSON)."
     )
     mapping: HttpMapping | None = Field(None, description="Field mapping for a server that is not reflex serve.")
+    image_encoding: ImageEncoding = Field("raw", description=IMAGE_ENCODING_HELP)
+
+    @model_validator(mode="after")
+    def _jpeg_needs_reflex_serve(self) -> HttpTargetSpec:
+        if self.image_encoding == "jpeg" and self.mapping is not None:
+            raise ValueError("image_encoding: jpeg is for reflex serve; with a mapping use mapping.image_encoding")
+        return self
 
     def build(self, ctx: BuildContext) -> Target:
         from reflex.targets.http.target import HttpTarget

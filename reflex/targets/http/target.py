@@ -21,6 +21,7 @@ from reflex.wire.remote_client import (
     call_with_retry,
     check_model_routing,
     chunk_from_response,
+    encode_frames,
     error_from_status,
     model_image_sizes,
     reflex_request,
@@ -44,6 +45,8 @@ class HttpTarget:
         except ValueError as exc:
             raise SetupError(STAGE, str(exc)) from exc
         self.image_sizes: dict[str, tuple[int, int]] = {}
+        self.encoder = spec.jpeg_encoder() if spec.image_encoding == "jpeg" else None
+        self._image_bytes = 0
 
     # -- Target port ------------------------------------------------------------------------
     def connect(self) -> TargetInfo:
@@ -76,7 +79,10 @@ class HttpTarget:
             actions, server_ms = chunk_from_response(payload, STAGE)
         else:
             actions, server_ms = _mapped_chunk(payload, mapping)
-        return actions, timing_dict(rtt_ms, server_ms, retries, encode_ms)
+        timing = timing_dict(rtt_ms, server_ms, retries, encode_ms)
+        if mapping is None:
+            timing["image_bytes"] = float(self._image_bytes)
+        return actions, timing
 
     def close(self) -> None:
         self.session.close()
@@ -97,10 +103,14 @@ class HttpTarget:
         if self.spec.mapping is not None:
             return _mapped_request(obs, self.spec.mapping), "application/json"
         frames = select_frames(obs, self.image_sizes, self.spec.image_size)
+        images, self._image_bytes = encode_frames(frames, self.encoder)
         if self.spec.encoding == "msgpack":
-            return packb(reflex_request(obs, frames, self.spec.model)), "application/msgpack"
-        images = {name: _b64_image(img, "png", 0) for name, img in frames.items()}
-        req = reflex_request(obs, images, self.spec.model)
+            return packb(reflex_request(obs, images, self.spec.model)), "application/msgpack"
+        as_text = {
+            name: base64.b64encode(img).decode() if isinstance(img, bytes) else _b64_image(img, "png", 0)
+            for name, img in images.items()
+        }
+        req = reflex_request(obs, as_text, self.spec.model)
         req["state"] = req["state"].tolist()
         return json.dumps(req).encode(), "application/json"
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from reflex.config.base import BuildContext
 from reflex.ports import Target
-from reflex.wire.remote_spec import RemoteTargetSpec
+from reflex.wire.remote_spec import JpegImageFields, RemoteTargetSpec
 
 
-class WebrtcTargetSpec(RemoteTargetSpec):
+class WebrtcTargetSpec(JpegImageFields, RemoteTargetSpec):
     """HTTP offer/answer at ``<url>/webrtc/offer``, then msgpack requests over a data channel.
 
     Images travel as JPEG within ``jpeg_budget_bytes`` per camera: aiortc's SCTP stack moves
@@ -21,9 +21,6 @@ class WebrtcTargetSpec(RemoteTargetSpec):
     kind: Literal["webrtc"] = "webrtc"
     offer_path: str = Field("/webrtc/offer", description="Signaling endpoint (HTTP POST of the SDP offer).")
     health_path: str = Field("/health", description="Readiness endpoint polled by connect.")
-    jpeg_budget_bytes: int = Field(12000, ge=1000, description="Largest JPEG per camera and frame.")
-    jpeg_quality: int = Field(90, ge=1, le=100, description="Starting (and highest) JPEG quality.")
-    jpeg_min_quality: int = Field(30, ge=1, le=100, description="Lowest quality tried before it is an error.")
     part_bytes: int = Field(
         64 * 1024, ge=1024, le=256 * 1024, description="Largest data-channel message; bigger ones are split."
     )
@@ -34,12 +31,6 @@ class WebrtcTargetSpec(RemoteTargetSpec):
         None, description="Local addresses offered as ICE candidates; default 127.0.0.1 for a loopback url."
     )
     channel: Literal["ordered", "unordered"] = Field("ordered", description="Data-channel ordering.")
-
-    @model_validator(mode="after")
-    def _qualities(self) -> WebrtcTargetSpec:
-        if self.jpeg_min_quality > self.jpeg_quality:
-            raise ValueError("jpeg_min_quality must be <= jpeg_quality")
-        return self
 
     def build(self, ctx: BuildContext) -> Target:
         from reflex.targets.webrtc.target import WebrtcTarget

@@ -19,7 +19,6 @@ from reflex.ports import Observation, TargetInfo
 from reflex.targets.http.client import HttpSession
 from reflex.targets.webrtc.config import WebrtcTargetSpec
 from reflex.wire.fragments import FragmentError, Reassembler, split_message
-from reflex.wire.jpeg import JpegBudgetEncoder
 from reflex.wire.msgpack_numpy import WireFormatError, packb, unpackb
 from reflex.wire.remote_client import (
     RemoteError,
@@ -27,6 +26,7 @@ from reflex.wire.remote_client import (
     call_with_retry,
     check_model_routing,
     chunk_from_response,
+    encode_frames,
     error_from_status,
     model_image_sizes,
     reflex_request,
@@ -49,7 +49,7 @@ class WebrtcTarget:
             self.http = HttpSession(spec.url, headers, spec.connect_timeout_s)
         except ValueError as exc:
             raise SetupError(STAGE, str(exc)) from exc
-        self.encoder = JpegBudgetEncoder(spec.jpeg_budget_bytes, spec.jpeg_quality, spec.jpeg_min_quality)
+        self.encoder = spec.jpeg_encoder()
         self.image_sizes: dict[str, tuple[int, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -77,7 +77,7 @@ class WebrtcTarget:
     def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
         t0 = time.perf_counter()
         frames = select_frames(obs, self.image_sizes, self.spec.image_size)
-        images = {name: self.encoder.encode(name, image) for name, image in frames.items()}
+        images, image_bytes = encode_frames(frames, self.encoder)
         body = packb(reflex_request(obs, images, self.spec.model, np.float32))
         encode_ms = (time.perf_counter() - t0) * 1e3
 
@@ -96,7 +96,7 @@ class WebrtcTarget:
             raise error_from_status(int(status), reply, "webrtc request")
         actions, server_ms = chunk_from_response(reply.get("result"), STAGE)
         timing = timing_dict(rtt_ms, server_ms, retries, encode_ms)
-        timing["image_bytes"] = float(sum(len(v) for v in images.values()))
+        timing["image_bytes"] = float(image_bytes)
         return actions, timing
 
     def close(self) -> None:

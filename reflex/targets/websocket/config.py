@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reflex.config.base import BuildContext, StrictModel
 from reflex.ports import Target
-from reflex.wire.remote_spec import RemoteTargetSpec
+from reflex.wire.remote_spec import IMAGE_ENCODING_HELP, ImageEncoding, JpegImageFields, RemoteTargetSpec
 
 KeyPath = str | list[str]
 
@@ -36,7 +36,7 @@ class OpenpiMapping(StrictModel):
     )
 
 
-class WebsocketTargetSpec(RemoteTargetSpec):
+class WebsocketTargetSpec(JpegImageFields, RemoteTargetSpec):
     """Request/response over one WebSocket in openpi's msgpack-numpy protocol."""
 
     kind: Literal["websocket"] = "websocket"
@@ -47,6 +47,13 @@ class WebsocketTargetSpec(RemoteTargetSpec):
     openpi: OpenpiMapping | None = Field(
         None, description="Observation layout for an openpi server; unset for reflex serve."
     )
+    image_encoding: ImageEncoding = Field("raw", description=IMAGE_ENCODING_HELP)
+
+    @model_validator(mode="after")
+    def _jpeg_needs_reflex_serve(self) -> WebsocketTargetSpec:
+        if self.image_encoding == "jpeg" and self.openpi is not None:
+            raise ValueError("image_encoding: jpeg is for reflex serve; openpi servers take raw arrays (drop it)")
+        return self
 
     def build(self, ctx: BuildContext) -> Target:
         from reflex.targets.websocket.target import WebsocketTarget

@@ -22,6 +22,7 @@ from reflex.wire.remote_client import (
     call_with_retry,
     check_model_routing,
     chunk_from_response,
+    encode_frames,
     error_from_status,
     model_image_sizes,
     reflex_request,
@@ -45,6 +46,8 @@ class WebsocketTarget:
         self._ws: WebSocket | None = None
         self.metadata: dict[str, Any] = {}
         self.image_sizes: dict[str, tuple[int, int]] = {}
+        self.encoder = spec.jpeg_encoder() if spec.image_encoding == "jpeg" else None
+        self._image_bytes = 0
 
     # -- Target port ------------------------------------------------------------------------
     def connect(self) -> TargetInfo:
@@ -78,7 +81,9 @@ class WebsocketTarget:
         (rtt_ms, reply), retries = call_with_retry(self.spec, attempt, f"websocket {self.uri}")
         key = self.spec.openpi.actions_key if self.spec.openpi else "actions"
         actions, server_ms = chunk_from_response(reply, STAGE, key)
-        return actions, timing_dict(rtt_ms, server_ms, retries, encode_ms)
+        timing = timing_dict(rtt_ms, server_ms, retries, encode_ms)
+        timing["image_bytes"] = float(self._image_bytes)
+        return actions, timing
 
     def close(self) -> None:
         self._drop()
@@ -144,8 +149,10 @@ class WebsocketTarget:
         mapping = self.spec.openpi
         if mapping is None:
             frames = select_frames(obs, self.image_sizes, self.spec.image_size)
-            return reflex_request(obs, frames, self.spec.model)
+            images, self._image_bytes = encode_frames(frames, self.encoder)
+            return reflex_request(obs, images, self.spec.model)
         out: dict[str, Any] = dict(mapping.extra)
+        self._image_bytes = 0
         dtype = np.float32 if mapping.state_dtype == "float32" else np.float64
         _put(out, mapping.state, np.asarray(obs.state.position, dtype=dtype))
         for camera, path in mapping.images.items():
@@ -158,6 +165,7 @@ class WebsocketTarget:
             if mapping.image_layout == "chw":
                 image = np.ascontiguousarray(image.transpose(2, 0, 1))
             _put(out, path, image)
+            self._image_bytes += image.nbytes
         if mapping.prompt is not None:
             _put(out, mapping.prompt, obs.task)
         return out
