@@ -5,10 +5,10 @@ images must be compressed: each camera gets a byte budget and the encoder keeps,
 the quality that fitted last time. A steady scene therefore costs one encode per frame; a frame
 over budget steps the quality down (and the next frames probe back up slowly).
 
-JPEG goes through simplejpeg (libjpeg-turbo, installed with the ``webrtc`` and ``serve`` extras)
-when it is there: about 3x faster than Pillow at decoding the small frames policies take, which
-is a third of a WebRTC round trip. Pillow stays the fallback and handles PNG and the rare JPEG
-that turbojpeg refuses.
+JPEG goes through simplejpeg (libjpeg-turbo, in the ``serve``, ``http`` and ``webrtc`` extras)
+when it is there: about 3x faster than Pillow at decoding the small frames policies take (three
+Pillow decodes were a sixth of a WebRTC round trip). Pillow stays the fallback and handles PNG
+and the rare JPEG that turbojpeg refuses.
 """
 
 from __future__ import annotations
