@@ -17,8 +17,28 @@ RENDERERS: list[str] = [
 ]
 
 
+# Python spellings pydantic (< 2.14) writes for non-string discriminator values; 2.14 writes JSON's.
+_JSON_SPELLING = {"True": "true", "False": "false", "None": "null"}
+
+
+def canonical(node: Any) -> Any:
+    """``node`` with what pydantic leaves free made canonical, so every pydantic version in our
+    range writes the same bytes: discriminator mapping keys use the JSON spelling of the value
+    (``true``, not Python's ``True``). Key order is fixed by ``dumps``."""
+    if isinstance(node, list):
+        return [canonical(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: canonical(value) for key, value in node.items()}
+    mapping = out.get("discriminator", {}).get("mapping") if isinstance(out.get("discriminator"), dict) else None
+    if isinstance(mapping, dict):
+        out["discriminator"]["mapping"] = {_JSON_SPELLING.get(k, k): v for k, v in mapping.items()}
+    return out
+
+
 def dumps(schema: dict[str, Any]) -> str:
-    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    """The one text form of every published schema (all renderers write through it)."""
+    return json.dumps(canonical(schema), indent=2, sort_keys=True) + "\n"
 
 
 def session_schema() -> dict[str, Any]:

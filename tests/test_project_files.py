@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from reflex.schemas import render_all
+from reflex.schemas import dumps, render_all
 
 
 def test_committed_schemas_and_reference_are_up_to_date() -> None:
@@ -20,6 +20,21 @@ def test_committed_schemas_and_reference_are_up_to_date() -> None:
     for path, text in expected.items():
         assert path.is_file(), f"{path} missing: run `reflex schema`"
         assert path.read_text() == text, f"{path} is stale: run `reflex schema`"
+
+
+@pytest.mark.parametrize("python_spelling", [True, False])
+def test_schema_text_is_the_same_whichever_way_pydantic_spells_discriminator_values(python_spelling: bool) -> None:
+    """pydantic < 2.14 writes a bool discriminator's mapping keys as "True"/"False", 2.14 as JSON's
+    "true"/"false"; the published text must not depend on which one is installed."""
+    keys = ("True", "False", "None") if python_spelling else ("true", "false", "null")
+    nested = {"discriminator": {"propertyName": "ok", "mapping": {k: f"#/$defs/{k}" for k in keys}}}
+    doc = {"oneOf": [{"$ref": "#/$defs/A"}], "$defs": {"Outer": {"properties": {"x": nested}}}, **nested}
+    text = dumps(doc)
+    for spelling in ("true", "false", "null"):
+        assert f'"{spelling}": ' in text
+    for spelling in ("True", "False", "None"):
+        assert f'"{spelling}": ' not in text
+    assert '"propertyName": "ok"' in text
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)

@@ -7,11 +7,12 @@ as JPEG/PNG bytes or uint8 arrays and ``actions`` as an ndarray. The server vali
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from reflex.schemas import dumps
 
 
 class _Strict(BaseModel):
@@ -120,13 +121,9 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     return docs
 
 
-def _text(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
-
-
 def render_schemas() -> dict[str, str]:
     """``{"serve/<name>.schema.json": text}``: the shape ``reflex.schemas.RENDERERS`` expects."""
-    return {f"serve/{name}": _text(doc) for name, doc in schema_documents().items()}
+    return {f"serve/{name}": dumps(doc) for name, doc in schema_documents().items()}
 
 
 def write_schemas(out_dir: Path) -> list[Path]:
@@ -135,6 +132,6 @@ def write_schemas(out_dir: Path) -> list[Path]:
     written = []
     for file_name, doc in schema_documents().items():
         path = out_dir / file_name
-        path.write_text(_text(doc))
+        path.write_text(dumps(doc))
         written.append(path)
     return written

@@ -12,11 +12,12 @@ Numbers must be finite; unknown keys are errors; robot-specific data goes in ``e
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+from reflex.schemas import dumps
 
 CONTRACT_VERSION: Final = 1
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -281,7 +282,7 @@ def schema_documents() -> dict[str, dict[str, Any]]:
 
 
 def render_schema(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+    return dumps(doc)
 
 
 def render_schemas() -> dict[str, str]:
