@@ -1,4 +1,4 @@
-"""A nominal frame clock for cameras that render on demand (sim and test cameras)."""
+"""A nominal frame clock for cameras that render their own frames (sim and test cameras)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ class FramePacer:
     def __init__(self, fps: float) -> None:
         self.period = 1.0 / fps
         self._next_due = 0.0
+
+    @property
+    def next_due(self) -> float:
+        return self._next_due
 
     def due(self, now: float) -> bool:
         return now >= self._next_due

@@ -6,16 +6,15 @@ blue, right arm orange), so a recording of a sim session is meaningful to look a
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from reflex.cameras.base import CameraSpec
-from reflex.cameras.pacing import FramePacer
+from reflex.cameras.paced import PacedCamera
 from reflex.config.base import BuildContext
-from reflex.ports import Camera, Frame, JointLayout
+from reflex.ports import Camera, JointLayout
 
 LEFT_COLOUR = np.array([60, 120, 230], dtype=np.uint8)
 RIGHT_COLOUR = np.array([240, 150, 40], dtype=np.uint8)
@@ -52,33 +51,16 @@ def render_joint_bars(q: np.ndarray, layout: JointLayout, width: int, height: in
     return image
 
 
-class SimCamera:
+class SimCamera(PacedCamera):
+    """Renders on its own thread (see :class:`PacedCamera`); the loop only takes the newest frame."""
+
     def __init__(self, name: str, robot: object, width: int, height: int, fps: float) -> None:
         from reflex.hardware.sim.robot import SimRobot
 
         assert isinstance(robot, SimRobot)
-        self.name = name
         self._robot = robot
         self._size = (width, height)
-        self._pacer = FramePacer(fps)
-        self._frame: Frame | None = None
-        self._seq = 0
+        super().__init__(name, fps, self._draw)
 
-    def start(self) -> None:
-        self._render(time.monotonic())
-
-    def latest(self) -> Frame | None:
-        now = time.monotonic()
-        if self._frame is None or self._pacer.due(now):
-            self._render(now)
-        return self._frame
-
-    def stop(self) -> None:
-        self._frame = None
-
-    def _render(self, now: float) -> None:
-        q = self._robot.positions()
-        image = render_joint_bars(q, self._robot.layout, *self._size)
-        self._seq += 1
-        self._frame = Frame(image=image, t_capture=now, seq=self._seq)
-        self._pacer.rendered(now)
+    def _draw(self) -> np.ndarray:
+        return render_joint_bars(self._robot.positions(), self._robot.layout, *self._size)
