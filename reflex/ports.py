@@ -104,12 +104,17 @@ class ActionChunk:
 
 @dataclass(frozen=True)
 class TargetInfo:
-    """What a connected inference target declares about itself."""
+    """What a connected inference target declares about itself.
+
+    ``None`` means not declared (unknown): it never blocks a session; anything declared must
+    match the robot (``reflex/runtime/target_fit.py``). The action width is then checked on the
+    first chunk, before motors are enabled.
+    """
 
     kind: str
-    action_dim: int
-    state_dim: int
-    chunk_length: int
+    action_dim: int | None
+    state_dim: int | None
+    chunk_length: int | None
     action_dt: float
     image_keys: tuple[str, ...] = ()
     action_names: tuple[str, ...] = ()

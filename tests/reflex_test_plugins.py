@@ -131,3 +131,40 @@ class FailingEnableSim(JournalSim):
     def enable(self) -> None:
         self._write("enable")
         raise RuntimeError("right arm did not answer the enable frame")
+
+
+class DeclaringTarget:
+    """The demo policy (14-D, camera ``top``) declaring whatever a test says about itself.
+
+    ``None`` leaves a fact undeclared; ``width`` cuts or pads every chunk to that many columns
+    (what a policy server with another action space would send)."""
+
+    def __init__(
+        self,
+        state_dim: int | None = None,
+        action_dim: int | None = None,
+        action_names: list[str] | None = None,
+        image_keys: list[str] | None = None,
+        width: int = 14,
+    ) -> None:
+        export = resolve_export_dir("builtin:demo", Path.cwd())
+        self._inner = LocalTarget(LocalTargetSpec(export="builtin:demo"), export)
+        self.declared = (state_dim, action_dim, tuple(action_names or ()), tuple(image_keys or ()))
+        self.width = width
+
+    def connect(self) -> TargetInfo:
+        real = self._inner.connect()
+        state_dim, action_dim, names, keys = self.declared
+        return TargetInfo(
+            kind="declaring", action_dim=action_dim, state_dim=state_dim, chunk_length=None,
+            action_dt=real.action_dt, image_keys=keys, action_names=names,
+        )
+
+    def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
+        chunk, timing = self._inner.infer(obs)
+        if self.width <= chunk.shape[1]:
+            return chunk[:, : self.width], timing
+        return np.pad(chunk, ((0, 0), (0, self.width - chunk.shape[1]))), timing
+
+    def close(self) -> None:
+        self._inner.close()

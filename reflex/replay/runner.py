@@ -19,6 +19,8 @@ from reflex.replay.readers import read_recording
 from reflex.replay.report import ReplayReport
 from reflex.replay.target import ReplayTarget, TargetPool, parse_target
 from reflex.replay.thresholds import Threshold, Violation, check
+from reflex.runtime.chunks import ChunkInvalid, shaped_chunk
+from reflex.runtime.target_fit import RobotSide, target_mismatches
 
 
 @dataclass
@@ -147,37 +149,17 @@ def replay_episode(episode: Episode, target: ReplayTarget, options: ReplayOption
 
 def _check_fit(episode: Episode, info: TargetInfo) -> None:
     meta = episode.meta
-    dim = len(meta.joint_names)
-    # 0 = the target does not say (e.g. an http target with a field mapping)
-    if (info.state_dim and info.state_dim != dim) or (info.action_dim and info.action_dim != dim):
-        raise SetupError(
-            "target", f"{episode.label}: the policy has state {info.state_dim}-D / action {info.action_dim}-D, "
-            f"the recording has {dim} joints"
-        )
-    if info.action_names and tuple(info.action_names) != meta.joint_names:
-        raise SetupError(
-            "target", f"{episode.label}: policy action names {list(info.action_names)} differ from the "
-            f"recorded joints {list(meta.joint_names)}"
-        )
     recorded = set(meta.camera_names) or {n for s in episode.steps for n in s.frames}
-    missing = [k for k in info.image_keys if k not in recorded]
-    if missing:
-        raise SetupError(
-            "target", f"{episode.label}: the policy needs camera(s) {missing}; the recording has {sorted(recorded)}"
-        )
+    problems = target_mismatches(info, RobotSide(meta.joint_names, recorded, "the recording"))
+    if problems:
+        raise SetupError("target", f"{episode.label}: " + "; ".join(problems))
 
 
 def _as_chunk(chunk: np.ndarray, episode: Episode, item: ChunkInput) -> np.ndarray:
-    array = np.asarray(chunk, dtype=np.float64)
-    if array.ndim == 1:
-        array = array[None, :]
-    dim = len(episode.meta.joint_names)
-    if array.ndim != 2 or array.shape[1] != dim:
-        raise SetupError(
-            "target", f"{episode.label}: chunk for obs step {item.chunk.obs_step} has shape {array.shape}, "
-            f"expected (horizon, {dim})"
-        )
-    return array
+    try:
+        return shaped_chunk(chunk, len(episode.meta.joint_names))  # the same width rule as on the robot
+    except ChunkInvalid as exc:
+        raise SetupError("target", f"{episode.label}: chunk for obs step {item.chunk.obs_step}: {exc}") from exc
 
 
 def _stack_chunks(

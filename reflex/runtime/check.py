@@ -9,6 +9,7 @@ from typing import Any
 from reflex.config.base import BuildContext
 from reflex.errors import EXIT_OK, EXIT_SETUP
 from reflex.recording.formats import FORMATS
+from reflex.runtime.target_fit import RobotSide, describe, target_mismatches
 
 
 def check_session_file(path: Path, api_key: str | None = None) -> dict[str, Any]:
@@ -38,24 +39,14 @@ def check_session_file(path: Path, api_key: str | None = None) -> dict[str, Any]
         except Exception as exc:
             errors.append(f"target: close: {exc}")
     if info is not None:
-        checks["target"] = (
-            f"{info.kind}: state {info.state_dim}-D, action {info.action_dim}-D, chunk "
-            f"{info.chunk_length} x {info.action_dt:g} s, providers {list(info.providers)}"
-        )
-        if layout is not None and (info.action_dim != layout.dim or info.state_dim != layout.dim):
-            errors.append(
-                f"target: policy is state {info.state_dim}-D / action {info.action_dim}-D, "
-                f"hardware has {layout.dim} joints"
-            )
-        if layout is not None and info.action_names and tuple(info.action_names) != layout.names:
-            errors.append("target: policy action names differ from the hardware joint names")
+        checks["target"] = describe(info)
+        # A sim robot has only the configured cameras; other kinds may bring their own.
+        cameras = set(config.cameras) if config.hardware.kind == "sim" else None
+        robot = RobotSide(layout.names if layout is not None else None, cameras)
+        errors += [f"target: {problem}" for problem in target_mismatches(info, robot)]
         missing = [k for k in info.image_keys if k not in config.cameras]
-        if missing:
-            note = f"policy needs camera(s) {missing} not in cameras:"
-            if layout is not None and config.hardware.kind == "sim":
-                errors.append(f"cameras: {note}")
-            else:
-                checks["cameras"] = f"{note} (must be provided by the hardware)"
+        if cameras is None and missing:
+            checks["cameras"] = f"policy needs camera(s) {missing} not in cameras: (must be provided by the hardware)"
     for name in config.record.formats:
         module = FORMATS[name].partition(":")[0]
         try:

@@ -19,12 +19,22 @@ class ChunkInvalid(ValueError):
     """A chunk from the target has the wrong shape or non-finite values."""
 
 
-def validate_chunk(actions: np.ndarray, action_dim: int) -> np.ndarray:
-    chunk = np.asarray(actions, dtype=float)
+def shaped_chunk(actions: np.ndarray, width: int) -> np.ndarray:
+    """``actions`` as float64 (horizon, width); a single action counts as a chunk of one.
+
+    The width is the robot's joint count: a target that does not declare its action width is
+    checked here, on its first chunk (connect, before motors enable) and on every later one.
+    """
+    chunk = np.asarray(actions, dtype=np.float64)
     if chunk.ndim == 1:
         chunk = chunk[None, :]
-    if chunk.ndim != 2 or chunk.shape[0] < 1 or chunk.shape[1] != action_dim:
-        raise ChunkInvalid(f"chunk has shape {chunk.shape}, expected (horizon, {action_dim})")
+    if chunk.ndim != 2 or chunk.shape[0] < 1 or chunk.shape[1] != width:
+        raise ChunkInvalid(f"chunk has shape {chunk.shape}, expected (horizon, {width}): the robot has {width} joints")
+    return chunk
+
+
+def validate_chunk(actions: np.ndarray, width: int) -> np.ndarray:
+    chunk = shaped_chunk(actions, width)
     if not np.all(np.isfinite(chunk)):
         raise ChunkInvalid("chunk contains NaN or Inf")
     return chunk

@@ -65,7 +65,7 @@ class ControlLoop:
         worker: InferenceWorker,
         schedule: ChunkSchedule,
         guard: ActionGuard,
-        action_dim: int,
+        action_width: int,
         chunk_dt: float,
         hub: RecordingHub | None,
         gate: SignalGate,
@@ -76,7 +76,7 @@ class ControlLoop:
         self.worker = worker
         self.schedule = schedule
         self.guard = guard
-        self.action_dim = action_dim
+        self.action_width = action_width  # the robot's joints: every chunk, the first included
         self.chunk_dt = chunk_dt  # seconds between chunk actions, as the target declares
         self.hub = hub
         self.gate = gate
@@ -122,7 +122,7 @@ class ControlLoop:
         if result.error is not None:
             raise result.error
         assert result.actions is not None
-        actions = validate_chunk(result.actions, self.action_dim)
+        actions = validate_chunk(result.actions, self.action_width)
         chunk = ActionChunk(
             chunk_id=self.next_chunk_id,
             actions=actions,

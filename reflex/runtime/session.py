@@ -31,6 +31,7 @@ from reflex.runtime.inference import InferenceWorker
 from reflex.runtime.loop import ControlLoop, Incident
 from reflex.runtime.result import SessionResult
 from reflex.runtime.signals import ForcedExit, SignalGate
+from reflex.runtime.target_fit import RobotSide, target_mismatches
 
 if TYPE_CHECKING:
     from reflex.config.session import SessionConfig
@@ -157,13 +158,13 @@ class Session:
             "actionDt": self.info.action_dt,
             **self.info.details,
         }
-        self._check_layout_against_target(cfg.hardware.layout())
+        early = cfg.hardware.layout()  # known from the config alone for some kinds
+        self._check_fit(RobotSide(early.names if early else None, None))
 
         self.hardware = self._setup("hardware", lambda: cfg.hardware.build(self.ctx))
         self.ctx.hardware = self.hardware
         self._setup("hardware", self.hardware.connect)
         layout = self.hardware.layout
-        self._check_layout_against_target(layout)
 
         provided = getattr(self.hardware, "cameras", None)
         if callable(provided):
@@ -172,11 +173,7 @@ class Session:
             camera = self._setup(f"cameras.{name}", lambda s=spec, n=name: s.build(n, self.ctx))
             self._setup(f"cameras.{name}", camera.start)
             self.cameras[name] = camera
-        missing = [k for k in self.info.image_keys if k not in self.cameras]
-        if missing:
-            raise SetupError(
-                "cameras", f"the policy needs camera(s) {missing}; configured: {sorted(self.cameras)}"
-            )
+        self._check_fit(RobotSide(layout.names, set(self.cameras)))
 
         self._start_recording()
         guard = ActionGuard(layout, cfg.safety.max_delta)
@@ -188,7 +185,7 @@ class Session:
         }
         self.loop = ControlLoop(
             cfg, self.hardware, self.cameras, max_ages, self.worker, schedule, guard,
-            self.info.action_dim, self.info.action_dt, self.hub, self.gate,
+            layout.dim, self.info.action_dt, self.hub, self.gate,
         )
         self._first_chunk()
         if cfg.mode == "apply_actions":
@@ -224,21 +221,12 @@ class Session:
         self.loop.first_obs = obs
         self.result.chunks["firstChunkMs"] = round((result.t_received - result.t_requested) * 1e3, 3)
 
-    def _check_layout_against_target(self, layout: Any) -> None:
+    def _check_fit(self, robot: RobotSide) -> None:
+        """What the target declares must fit (one rule: reflex/runtime/target_fit.py)."""
         assert self.info is not None
-        if layout is None:
-            return
-        if layout.dim != self.info.action_dim or layout.dim != self.info.state_dim:
-            raise SetupError(
-                "target",
-                f"policy has state {self.info.state_dim}-D / action {self.info.action_dim}-D, "
-                f"hardware has {layout.dim} joints",
-            )
-        names = self.info.action_names
-        if names and tuple(names) != tuple(layout.names):
-            raise SetupError(
-                "target", f"policy action names {list(names)} differ from hardware joints {list(layout.names)}"
-            )
+        problems = target_mismatches(self.info, robot)
+        if problems:
+            raise SetupError("target", "; ".join(problems))
 
     def _check_frame_sizes(self, frames: dict[str, Any]) -> None:
         for name, spec in self.config.cameras.items():

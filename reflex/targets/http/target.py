@@ -139,7 +139,7 @@ class HttpTarget:
         return TargetInfo(
             kind="http",
             action_dim=mapping.action_dim,
-            state_dim=0,
+            state_dim=None,  # a mapped server does not say: unknown, never a mismatch
             chunk_length=mapping.chunk_length,
             action_dt=mapping.action_dt_s,
             image_keys=tuple(mapping.images or mapping.image_inputs),

@@ -173,13 +173,11 @@ class WebsocketTarget:
     def _openpi_info(self, mapping: OpenpiMapping) -> TargetInfo:
         horizon = mapping.chunk_length or self.metadata.get("action_horizon")
         if not isinstance(horizon, int) or horizon <= 0:
-            raise SetupError(
-                STAGE, "set target.openpi.chunk_length: the server's metadata has no action_horizon"
-            )
+            horizon = None  # openpi metadata may be {}: the chunks will tell
         return TargetInfo(
             kind="websocket",
             action_dim=mapping.action_dim,
-            state_dim=0,
+            state_dim=None,  # openpi metadata does not say: unknown, never a mismatch
             chunk_length=horizon,
             action_dt=mapping.action_dt_s,
             image_keys=tuple(mapping.images),
