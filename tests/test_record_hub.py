@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ import pytest
 from conftest import REPO, json_result, run_cli, subprocess_env
 from test_record_support import make_meta, make_step, read_lines, record_session
 
-from reflex.recording.hub import RecordingHub
+from reflex.recording.hub import ITEM_OVERHEAD_BYTES, RecordingHub
 from reflex.recording.inspect import info
 from reflex.recording.jsonl import JsonlRecorder
 from reflex.recording.manifest import read_json
@@ -72,6 +73,55 @@ def test_a_slow_format_drops_and_counts_without_holding_up_the_others(tmp_path: 
     assert manifest is not None and manifest["status"] == "degraded"
     assert manifest["formats"]["slow"]["dropped"] == stats["slow"].dropped
     assert manifest["formats"]["jsonl"]["dropped"] == 0 and manifest["steps"] == 200
+
+
+class StuckJsonl(JsonlRecorder):
+    """The real JSONL recorder on a disk that hangs until the test releases it."""
+
+    name = "stuck"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.release = threading.Event()
+
+    def write_step(self, rec: Any) -> None:
+        self.release.wait(60.0)
+        super().write_step(rec)
+
+
+def test_a_format_that_falls_behind_drops_frames_then_steps_within_its_byte_budget(tmp_path: Path) -> None:
+    stuck = StuckJsonl(tmp_path / "stuck")
+    frame_bytes = 128 * 96 * 3
+    # the budget holds 4 steps with a frame, then a few more without (no timing involved: the
+    # stuck writer takes at most one item off its queue before it hangs)
+    budget = 4 * (frame_bytes + ITEM_OVERHEAD_BYTES) + 3 * ITEM_OVERHEAD_BYTES
+    hub = RecordingHub([stuck], make_meta(), 1024, tmp_path, budget_bytes=budget)
+    assert hub.start() == []
+    writer = {w.stats.name: w for w in hub._writers}
+    steps = 40
+    for i in range(steps):
+        hub.submit(make_step(i, {"top": (0, i + 1)}))
+        queued = writer["stuck"].stats.queued_bytes
+        assert queued <= budget, f"step {i}: {queued} bytes queued, budget {budget}"
+    stats = {s.name: s for s in hub.stats()}
+    assert stats["stuck"].dropped_frames > 0 and stats["stuck"].dropped > 0
+    assert stats["stuck"].max_queued_bytes <= budget
+    assert len(hub.failures()) == 1 and hub.failures()[0].startswith("stuck: fell behind at step")
+    stuck.release.set()
+    assert hub.close(60.0) == []
+    stats = {s.name: s for s in hub.stats()}
+    # every step is either written or counted as dropped; every frame written or counted
+    assert stats["stuck"].written_steps + stats["stuck"].dropped == steps
+    lines = [x for x in read_lines(tmp_path / "stuck" / "jsonl" / "steps.jsonl") if x["type"] == "step"]
+    with_frames = sum(1 for x in lines if x["frames"])
+    assert with_frames + stats["stuck"].dropped_frames == steps  # a dropped step's frame counts too
+    assert 1 <= with_frames <= 5 and stats["stuck"].queued_bytes == 0
+    report = hub.report()
+    assert report["lagging"] == ["stuck"] and report["degraded"] is True
+    assert report["droppedFrames"] == {"stuck": stats["stuck"].dropped_frames}
+    manifest = read_json(tmp_path / "recording.json")
+    assert manifest["formats"]["stuck"]["dropped_frames"] == stats["stuck"].dropped_frames
+    assert manifest["formats"]["stuck"]["fell_behind"].startswith("fell behind at step")
 
 
 def test_a_failing_format_does_not_take_the_others_down(tmp_path: Path) -> None:

@@ -1,8 +1,12 @@
 """Feeds every recorder from the control loop without ever blocking it.
 
-Each format gets its own bounded queue and writer thread: a slow or failing format cannot stall
-the loop or the other formats. A full queue drops the item and counts it; a failing recorder is
-marked failed (the loop polls :meth:`failures` and reacts per config) and stops receiving items.
+Each format gets its own queue and writer thread: a slow or failing format cannot stall the loop
+or the other formats. Every queue is bounded in **bytes** (its share of ``record.queue_budget_mb``)
+and in items (``record.queue_size``). A format that falls behind degrades in two steps, each
+counted: first a step's camera frames are dropped (the step line is kept); when even that does not
+fit, the whole item is dropped and the format has *fallen behind*, which :meth:`failures` reports
+so the loop applies ``record.on_error``. A failing recorder is marked failed and stops receiving
+items. Memory never grows past the budget.
 Given a directory, the hub also keeps ``<directory>/recording.json`` (see :mod:`manifest`).
 """
 
@@ -11,7 +15,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,43 +23,80 @@ from reflex.ports import ActionChunk, Recorder, SessionEvent, SessionMeta, StepR
 from reflex.recording.manifest import MANIFEST, manifest_start, read_json, write_json_atomic
 
 FLUSH_EVERY_S = 1.0
+DEFAULT_BUDGET_BYTES = 256 * 2**20  # record.queue_budget_mb's default
+ITEM_OVERHEAD_BYTES = 4096  # a step's state, action, events and Python objects, without its frames
 _STOP = object()
+
+
+def item_bytes(item: object) -> int:
+    """What an item holds in memory while queued (frames dominate; the rest is a flat estimate)."""
+    if isinstance(item, StepRecord):
+        return ITEM_OVERHEAD_BYTES + sum(f.image.nbytes for f in item.frames.values())
+    if isinstance(item, ActionChunk):
+        return ITEM_OVERHEAD_BYTES + int(item.actions.nbytes)
+    return ITEM_OVERHEAD_BYTES
 
 
 @dataclass
 class RecorderStats:
     name: str
     written_steps: int = 0
-    dropped: int = 0
+    dropped: int = 0  # whole items (steps, chunks, events) not written
+    dropped_frames: int = 0  # camera frames left out of steps that were written
     failed: str | None = None
+    fell_behind: str | None = None  # why the first whole item was dropped
     max_queue: int = 0
+    queued_bytes: int = 0  # the backlog now
+    max_queued_bytes: int = 0
+    budget_bytes: int = 0
     busy_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Writer:
-    def __init__(self, recorder: Recorder, meta: SessionMeta, queue_size: int) -> None:
+    def __init__(self, recorder: Recorder, meta: SessionMeta, queue_size: int, budget_bytes: int) -> None:
         self.recorder = recorder
         self.meta = meta
-        self.stats = RecorderStats(recorder.name)
+        self.stats = RecorderStats(recorder.name, budget_bytes=budget_bytes)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.thread = threading.Thread(target=self._run, name=f"reflex-rec-{recorder.name}", daemon=True)
         self.opened = threading.Event()
+        self._bytes_lock = threading.Lock()
 
     def start(self) -> None:
         self.thread.start()
 
     def offer(self, item: Any) -> None:
-        if self.stats.failed is not None:
+        stats = self.stats
+        if stats.failed is not None:
             return
-        try:
-            self.queue.put_nowait(item)
-        except queue.Full:
-            self.stats.dropped += 1
-            return
+        size = item_bytes(item)
+        with self._bytes_lock:
+            room = stats.budget_bytes - stats.queued_bytes
+            if size > room and isinstance(item, StepRecord) and item.frames:
+                stats.dropped_frames += len(item.frames)
+                item = replace(item, frames={})
+                size = item_bytes(item)
+            if size > room:
+                self._drop(item, f"queue over its {stats.budget_bytes / 2**20:.0f} MiB share")
+                return
+            try:
+                self.queue.put_nowait((item, size))
+            except queue.Full:
+                self._drop(item, f"queue full ({self.queue.maxsize} items)")
+                return
+            stats.queued_bytes += size
+            if stats.queued_bytes > stats.max_queued_bytes:
+                stats.max_queued_bytes = stats.queued_bytes
         depth = self.queue.qsize()
-        if depth > self.stats.max_queue:
-            self.stats.max_queue = depth
+        if depth > stats.max_queue:
+            stats.max_queue = depth
+
+    def _drop(self, item: Any, why: str) -> None:
+        self.stats.dropped += 1
+        if self.stats.fell_behind is None:
+            where = f"step {item.step}" if isinstance(item, StepRecord) else type(item).__name__
+            self.stats.fell_behind = f"fell behind at {where}: {why}"
 
     def _run(self) -> None:
         rec = self.recorder
@@ -73,6 +114,10 @@ class _Writer:
                 item = None
             if item is _STOP:
                 break
+            if item is not None:
+                item, size = item
+                with self._bytes_lock:
+                    self.stats.queued_bytes -= size
             t0 = time.perf_counter()
             try:
                 if isinstance(item, StepRecord):
@@ -103,9 +148,17 @@ class _Writer:
 
 class RecordingHub:
     def __init__(
-        self, recorders: list[Recorder], meta: SessionMeta, queue_size: int, directory: Path | None = None
+        self,
+        recorders: list[Recorder],
+        meta: SessionMeta,
+        queue_size: int,
+        directory: Path | None = None,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
     ) -> None:
-        self._writers = [_Writer(r, meta, queue_size) for r in recorders]
+        """``budget_bytes`` bounds every queue together: each format gets an equal share."""
+        share = budget_bytes // max(1, len(recorders))
+        self._writers = [_Writer(r, meta, queue_size, share) for r in recorders]
+        self.budget_bytes = budget_bytes
         self._meta = meta
         self._queue_size = queue_size
         self._directory = directory
@@ -138,7 +191,11 @@ class RecordingHub:
             w.offer(item)
 
     def failures(self) -> list[str]:
-        return [f"{w.stats.name}: {w.stats.failed}" for w in self._writers if w.stats.failed]
+        """Formats that failed, or fell behind so far that whole items were dropped."""
+        return [
+            f"{w.stats.name}: {w.stats.failed or w.stats.fell_behind}"
+            for w in self._writers if w.stats.failed or w.stats.fell_behind
+        ]
 
     def close(self, timeout_s: float, cut_short: threading.Event | None = None) -> list[str]:
         """Finish writing what is queued and close every format, within ``timeout_s`` (or until
@@ -147,7 +204,7 @@ class RecordingHub:
         for w in self._writers:
             while True:
                 try:
-                    w.queue.put(_STOP, timeout=0.05)
+                    w.queue.put(_STOP, timeout=0.05)  # not counted in bytes: it holds none
                     break
                 except queue.Full:
                     if w.stats.failed or time.monotonic() > deadline:
@@ -175,20 +232,26 @@ class RecordingHub:
         return [w.stats for w in self._writers]
 
     def lagging(self) -> list[str]:
-        """Formats that could not keep up: dropped items, or a queue that ran over half full."""
+        """Formats that could not keep up: dropped items or frames, or a queue that ran over half
+        full (in items or in bytes)."""
         return [
             w.stats.name for w in self._writers
-            if w.stats.dropped or w.stats.max_queue * 2 >= self._queue_size or w.stats.name in self._unfinished
+            if w.stats.dropped or w.stats.dropped_frames or w.stats.name in self._unfinished
+            or w.stats.max_queue * 2 >= self._queue_size or w.stats.max_queued_bytes * 2 >= w.stats.budget_bytes
         ]
 
     def report(self) -> dict[str, Any]:
         """Extra keys for the session result's ``recording`` block."""
         stats = self.stats()
         return {
-            "degraded": bool(self._unfinished or any(s.failed or s.dropped for s in stats)),
+            "degraded": bool(self._unfinished or any(s.failed or s.dropped or s.dropped_frames for s in stats)),
             "lagging": self.lagging(),
             "maxQueue": {s.name: s.max_queue for s in stats},
             "queueSize": self._queue_size,
+            "droppedFrames": {s.name: s.dropped_frames for s in stats},
+            "backlogMiB": {s.name: round(s.queued_bytes / 2**20, 3) for s in stats},
+            "maxBacklogMiB": {s.name: round(s.max_queued_bytes / 2**20, 3) for s in stats},
+            "queueBudgetMiB": round(self.budget_bytes / 2**20, 3),
             "formatStatus": {s.name: dict(s.extra) for s in stats if s.extra},
         }
 
@@ -212,9 +275,12 @@ class RecordingHub:
                 w.stats.name: {
                     "written_steps": w.stats.written_steps,
                     "dropped": w.stats.dropped,
+                    "dropped_frames": w.stats.dropped_frames,
+                    "fell_behind": w.stats.fell_behind,
                     "failed": w.stats.failed,
                     "unfinished": w.stats.name in self._unfinished,
                     "max_queue": w.stats.max_queue,
+                    "max_backlog_bytes": w.stats.max_queued_bytes,
                     "busy_s": round(w.stats.busy_s, 4),
                     **w.stats.extra,
                 }

@@ -271,7 +271,9 @@ class Session:
             t_start_mono=time.monotonic(),
         )
         recorders = build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
-        self.hub = RecordingHub(recorders, meta, cfg.record.queue_size, directory)
+        self.hub = RecordingHub(
+            recorders, meta, cfg.record.queue_size, directory, int(cfg.record.queue_budget_mb * 2**20)
+        )
         failures = self.hub.start()
         self.result.recording = {"path": str(directory), "formats": list(cfg.record.formats)}
         if failures:
@@ -386,7 +388,7 @@ class Session:
         self.result.recording["dropped"] = {s.name: s.dropped for s in stats}
         self.result.recording["writtenSteps"] = {s.name: s.written_steps for s in stats}
         self.result.recording["recorderBusyS"] = {s.name: round(s.busy_s, 3) for s in stats}
-        failures = [f"{s.name}: {s.failed}" for s in stats if s.failed]
+        failures = self.hub.failures()  # failed, or fell behind (dropped whole steps)
         self.result.recording["failures"] = failures
         self.result.recording["unfinished"] = unfinished
         self.result.recording.update(self.hub.report())
