@@ -25,13 +25,15 @@ import numpy as np
 class JointLayout:
     """Names and limits of the state/action vector a robot exposes.
 
-    ``max_delta`` is the per-step clamp around the measured position the robot recommends;
-    ``None`` leaves it to ``safety.max_delta`` of the session.
+    ``units`` (one per joint, e.g. ``rad``, ``m``, ``normalized``) is optional; when both the
+    robot and the policy export declare units, the session refuses a mismatch.
+    Every robot takes absolute joint position targets.
     """
 
     names: tuple[str, ...]
     lower: np.ndarray
     upper: np.ndarray
+    units: tuple[str, ...] | None = None
 
     @property
     def dim(self) -> int:
@@ -42,6 +44,8 @@ class JointLayout:
             raise ValueError("joint limits must have one entry per joint name")
         if np.any(self.lower > self.upper):
             raise ValueError("a lower joint limit is above its upper limit")
+        if self.units is not None and len(self.units) != self.dim:
+            raise ValueError("joint units must have one entry per joint name")
 
 
 @dataclass
@@ -118,6 +122,9 @@ class TargetInfo:
     action_dt: float
     image_keys: tuple[str, ...] = ()
     action_names: tuple[str, ...] = ()
+    state_names: tuple[str, ...] = ()
+    # export manifest's action_semantics (docs/export-format.md), when the target knows it
+    action_semantics: dict[str, Any] | None = None
     providers: tuple[str, ...] = ()
     model_hash: str | None = None
     seed: int | None = None

@@ -14,6 +14,7 @@ from typing import Any
 RENDERERS: list[str] = [
     "reflex.hardware.subprocess.contract:render_schemas",
     "reflex.serve.schemas:render_schemas",
+    "reflex.targets.export_manifest:render_schemas",
 ]
 
 

@@ -63,7 +63,7 @@ class ScriptedPolicy:
         self.fail = fail
         self.calls = 0
 
-    def predict(self, state: np.ndarray, images: dict[str, np.ndarray], step: int) -> np.ndarray:
+    def predict(self, state: np.ndarray, images: dict[str, np.ndarray], step: int, task: str = "") -> np.ndarray:
         self.calls += 1
         if self.gate is not None:
             self.gate.wait(10)

@@ -16,7 +16,6 @@ running this script again yields byte-identical files (a test checks the committ
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -115,8 +114,10 @@ def build_manifest() -> dict[str, object]:
     centre = (layout.lower + layout.upper) / 2
     quarter = (layout.upper - layout.lower) / 4
     stats = {"mean": [round(float(x), 6) for x in centre], "std": [round(float(x), 6) for x in quarter]}
+    grippers = {n: [float(lo), float(hi)] for n, lo, hi in zip(layout.names, layout.lower, layout.upper, strict=True)
+                if n.endswith("gripper")}
     return {
-        "format_version": 1,
+        "format_version": 2,
         "name": "reflex-demo-spiral",
         "description": "Smoke-test policy (not trained): circles the joints around mid-range. "
         "Built by reflex/demo/build_export.py.",
@@ -134,14 +135,24 @@ def build_manifest() -> dict[str, object]:
         ],
         "output": "actions",
         "normalization": {"state": stats, "action": stats},
+        "action_semantics": {"kind": "absolute", "units": list(layout.units or ()), "gripper_ranges": grippers},
         "seed": SEED,
+        "provenance": {"source_kind": "demo", "source": "reflex/demo/build_export.py",
+                       "exporter": "reflex.demo.build_export", "opset": OPSET},
     }
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, object]) -> None:
+    """Through the manifest model, so the file is complete (defaults included) and valid."""
+    from reflex.targets.export_manifest import ExportManifest, write_manifest
+
+    write_manifest(out_dir, ExportManifest.model_validate(manifest))
 
 
 def build(out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "model.onnx").write_bytes(build_model(yam_bimanual_layout().dim))
-    (out_dir / "reflex_config.json").write_text(json.dumps(build_manifest(), indent=2) + "\n")
+    _write_manifest(out_dir, build_manifest())
     return out_dir
 
 
@@ -189,7 +200,7 @@ def build_state_only(out_dir: Path) -> Path:
     )
     manifest["inputs"] = [i for i in manifest["inputs"] if i["role"] != "image"]  # type: ignore[attr-defined]
     (out_dir / "model.onnx").write_bytes(build_state_only_model(yam_bimanual_layout().dim))
-    (out_dir / "reflex_config.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_manifest(out_dir, manifest)
     return out_dir
 
 

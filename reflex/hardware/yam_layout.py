@@ -20,11 +20,13 @@ SIDES = ("left", "right")
 def yam_arm_layout(side: str, with_gripper: bool = True) -> JointLayout:
     names = [f"{side}_{j}" for j in ARM_JOINTS]
     lower, upper = list(ARM_LOWER), list(ARM_UPPER)
+    units = ["rad"] * len(ARM_JOINTS)
     if with_gripper:
         names.append(f"{side}_gripper")
         lower.append(GRIPPER_RANGE[0])
         upper.append(GRIPPER_RANGE[1])
-    return JointLayout(tuple(names), np.array(lower), np.array(upper))
+        units.append("normalized")
+    return JointLayout(tuple(names), np.array(lower), np.array(upper), tuple(units))
 
 
 def yam_bimanual_layout() -> JointLayout:
@@ -34,6 +36,7 @@ def yam_bimanual_layout() -> JointLayout:
         tuple(n for a in arms for n in a.names),
         np.concatenate([a.lower for a in arms]),
         np.concatenate([a.upper for a in arms]),
+        tuple(u for a in arms for u in a.units or ()),
     )
 
 

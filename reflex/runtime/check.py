@@ -42,7 +42,7 @@ def check_session_file(path: Path, api_key: str | None = None) -> dict[str, Any]
         checks["target"] = describe(info)
         # A sim robot has only the configured cameras; other kinds may bring their own.
         cameras = set(config.cameras) if config.hardware.kind == "sim" else None
-        robot = RobotSide(layout.names if layout is not None else None, cameras)
+        robot = RobotSide(layout.names if layout is not None else None, cameras, layout=layout)
         errors += [f"target: {problem}" for problem in target_mismatches(info, robot)]
         missing = [k for k in info.image_keys if k not in config.cameras]
         if cameras is None and missing:

@@ -159,7 +159,7 @@ class Session:
             **self.info.details,
         }
         early = cfg.hardware.layout()  # known from the config alone for some kinds
-        self._check_fit(RobotSide(early.names if early else None, None))
+        self._check_fit(RobotSide(early.names if early else None, None, layout=early))
 
         self.hardware = self._setup("hardware", lambda: cfg.hardware.build(self.ctx))
         self.ctx.hardware = self.hardware
@@ -173,7 +173,7 @@ class Session:
             camera = self._setup(f"cameras.{name}", lambda s=spec, n=name: s.build(n, self.ctx))
             self._setup(f"cameras.{name}", camera.start)
             self.cameras[name] = camera
-        self._check_fit(RobotSide(layout.names, set(self.cameras)))
+        self._check_fit(RobotSide(layout.names, set(self.cameras), layout=layout))
 
         self._start_recording()
         guard = ActionGuard(layout, cfg.safety.max_delta)

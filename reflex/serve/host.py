@@ -124,7 +124,7 @@ class PolicyHost:
     def _predict(self, req: ActRequest) -> tuple[np.ndarray, float, float]:
         assert self.policy is not None
         t_start = time.perf_counter()
-        actions = np.asarray(self.policy.predict(req.state, req.images, req.step), dtype=np.float64)
+        actions = np.asarray(self.policy.predict(req.state, req.images, req.step, req.task), dtype=np.float64)
         return actions, t_start, time.perf_counter()
 
     def health(self) -> dict[str, Any]:

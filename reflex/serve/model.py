@@ -12,7 +12,9 @@ import numpy as np
 class PolicyLike(Protocol):
     """The part of :class:`reflex.policy.onnx_policy.OnnxPolicy` the server uses."""
 
-    def predict(self, state: np.ndarray, images: dict[str, np.ndarray], step: int) -> np.ndarray: ...
+    def predict(
+        self, state: np.ndarray, images: dict[str, np.ndarray], step: int, task: str = ""
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,10 @@ class SubprocessConfig(StrictModel):
     )
     lower: list[float] | None = Field(None, description="Lower joint limits, one per state name.")
     upper: list[float] | None = Field(None, description="Upper joint limits, one per state name.")
+    units: list[str] | None = Field(
+        None, description="Optional unit per state name (e.g. rad, m, normalized); a policy export "
+        "declaring other units is refused."
+    )
     cameras: dict[str, CameraConfig] = Field(
         default_factory=dict,
         description="Cameras the connector provides (persistent: must match the handshake if given).",
@@ -119,13 +123,13 @@ class SubprocessConfig(StrictModel):
         if self.state_names is not None:
             if len(set(self.state_names)) != len(self.state_names) or not all(self.state_names):
                 raise ValueError("state_names must be unique, non-empty names")
-            for field in ("lower", "upper"):
+            for field in ("lower", "upper", "units"):
                 values = getattr(self, field)
                 if values is not None and len(values) != len(self.state_names):
                     raise ValueError(f"{field} has {len(values)} entries, state_names has "
                                      f"{len(self.state_names)}")
-        elif self.lower is not None or self.upper is not None:
-            raise ValueError("lower/upper need state_names (which joint each limit belongs to)")
+        elif self.lower is not None or self.upper is not None or self.units is not None:
+            raise ValueError("lower/upper/units need state_names (which joint each limit belongs to)")
         if (self.lower is None) != (self.upper is None):
             raise ValueError("give both lower and upper limits, or neither")
         if self.lower is not None and self.upper is not None:
@@ -148,7 +152,8 @@ class SubprocessHardwareSpec(HardwareSpec):
         c = self.config
         if c.state_names is None or c.lower is None or c.upper is None:
             return None  # persistent: the handshake completes it at connect
-        return JointLayout(tuple(c.state_names), np.array(c.lower, float), np.array(c.upper, float))
+        return JointLayout(tuple(c.state_names), np.array(c.lower, float), np.array(c.upper, float),
+                           tuple(c.units) if c.units else None)
 
     def apply_blockers(self) -> list[str]:
         """Why this config cannot run apply_actions (empty when it can)."""

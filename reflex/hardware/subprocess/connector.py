@@ -230,7 +230,8 @@ class SubprocessHardware:
         c = self.config
         assert c.state_names is not None and c.lower is not None and c.upper is not None
         self._declared_limits = True
-        return JointLayout(tuple(c.state_names), np.array(c.lower, float), np.array(c.upper, float))
+        return JointLayout(tuple(c.state_names), np.array(c.lower, float), np.array(c.upper, float),
+                           tuple(c.units) if c.units else None)
 
     def _start_process(self) -> None:
         spec = self.commands["command"]

@@ -52,7 +52,8 @@ def reconcile(
         bad = [names[i] for i in np.flatnonzero(~(lo <= hi))]
         if bad:
             raise ContractViolation(f"handshake lower limit above upper limit for {bad}")
-    layout = JointLayout(tuple(names), lo, hi)
+    units = tuple(config.units) if config.units and len(config.units) == dim else None
+    layout = JointLayout(tuple(names), lo, hi, units)
     return layout, known, _cameras(config, hs)
 
 

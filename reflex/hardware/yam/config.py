@@ -184,6 +184,7 @@ class YamBimanualSpec(HardwareSpec):
             tuple(n for a in arms for n in a.names),
             np.concatenate([a.lower for a in arms]),
             np.concatenate([a.upper for a in arms]),
+            tuple(u for a in arms for u in a.units or ()),
         )
 
     def build(self, ctx: BuildContext) -> Hardware:

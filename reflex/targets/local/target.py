@@ -35,6 +35,8 @@ class LocalTarget:
             action_dt=m.action_dt_s,
             image_keys=tuple(i.camera for i in m.image_inputs() if i.camera),
             action_names=tuple(m.action_names),
+            state_names=tuple(m.state_names),
+            action_semantics=m.action_semantics.model_dump(mode="json"),
             providers=self.policy.providers,
             model_hash=self.policy.model_hash,
             seed=self.policy.seed,
@@ -47,7 +49,7 @@ class LocalTarget:
         assert self.policy is not None, "infer before connect"
         t0 = time.perf_counter()
         images = {name: frame.image for name, frame in obs.images.items()}
-        chunk = self.policy.predict(obs.state.position, images, obs.step)
+        chunk = self.policy.predict(obs.state.position, images, obs.step, obs.task)
         return chunk, {"model_ms": (time.perf_counter() - t0) * 1e3}
 
     def close(self) -> None:
