@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from reflex.policy.onnx_policy import OnnxPolicy
 from reflex.ports import JointLayout, TargetInfo
-from reflex.runtime.target_fit import RobotSide, target_mismatches
 from reflex.runtime.session import run_session_file
+from reflex.runtime.target_fit import RobotSide, target_mismatches
 from reflex.targets.export_manifest import INPUT_ROLES, ExportManifest, Stats, resolve_export_dir
 
 DEMO = resolve_export_dir("builtin:demo", Path.cwd())
