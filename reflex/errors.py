@@ -12,13 +12,29 @@ EXIT_SAFE_STOP_FAILED = 4  # a safe stop itself failed: check the robot
 EXIT_ABORTED = 130  # Ctrl-C during connect, or a second Ctrl-C
 
 
+MAX_PATH_CHARS = 160
+MAX_MESSAGE_CHARS = 400
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut a text taken from input (a key, a value) so a message never echoes a megabyte back."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 30]}... ({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class ConfigIssue:
-    """One problem in a config: where (YAML path, line), what was expected, what came."""
+    """One problem in a config: where (YAML path, line), what was expected, what came.
+    Path and message are cut to a readable length: both can carry text from the file."""
 
     path: str
     message: str
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", clip(self.path, MAX_PATH_CHARS))
+        object.__setattr__(self, "message", clip(self.message, MAX_MESSAGE_CHARS))
 
     def __str__(self) -> str:
         where = self.path or "<root>"

@@ -186,6 +186,7 @@ class SessionMeta:
     target: TargetInfo | None
     t_start_wall: float
     t_start_mono: float
+    expert_override: dict[str, Any] | None = None  # fields run outside their sensible range, and why
 
 
 class SourceExhausted(Exception):

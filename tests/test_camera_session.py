@@ -160,7 +160,7 @@ def test_killed_publisher_holds_then_a_restarted_publisher_resumes_the_session(t
     journal = tmp_path / "journal.jsonl"
     first = Publisher("top", "--width", "128", "--height", "96", "--fps", "30")
     first.wait_ready()
-    data = session(tmp_path, journal, safety={"on_stale": "hold", "max_hold_steps": 100000})
+    data = session(tmp_path, journal, safety={"on_stale": "hold", "max_hold_steps": 10_000})
     run = Running(write_session(tmp_path, data))
     try:
         wait_until(lambda: len(steps(records(tmp_path))) >= 20 or not run.thread.is_alive(), 60, "20 steps")
@@ -211,7 +211,7 @@ def test_skew_between_a_slow_and_a_fast_camera_holds_steps(tmp_path: Path) -> No
         "wrist": {"kind": "shm", "width": 32, "height": 24, "max_age_ms": 1000},
     }
     data = session(tmp_path, tmp_path / "journal.jsonl", mode="dry_run", max_steps=100, cameras=cameras,
-                   safety={"max_skew_ms": 100, "on_stale": "hold", "max_hold_steps": 100000})  # fmt: skip
+                   safety={"max_skew_ms": 100, "on_stale": "hold", "max_hold_steps": 10_000})  # fmt: skip
     result = Running(write_session(tmp_path, data)).finish()
     assert result["ok"] is True, result["errors"]
     # wrist frames are 500 ms apart: for most of each interval the spread exceeds 100 ms

@@ -101,3 +101,21 @@ def test_guard_fuzz_invariants() -> None:
         safe, _ = guard.check(action, measured)
         assert np.all(safe >= LAYOUT.lower) and np.all(safe <= LAYOUT.upper)
         assert np.all(np.abs(safe - measured) <= 0.05 + 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [complex, bool, object, str])
+def test_guard_and_chunks_take_only_real_numbers(dtype: type) -> None:
+    """Complex (imaginary part silently dropped), bool, object and text arrays are guard rejections."""
+    from reflex.ports import JointLayout
+    from reflex.runtime.chunks import ChunkInvalid, validate_chunk
+    from reflex.runtime.guard import ActionGuard, GuardRejected
+
+    layout = JointLayout(names=("a", "b", "c"), lower=np.full(3, -1.0), upper=np.full(3, 1.0))
+    guard = ActionGuard(layout, 0.1)
+    action = np.array([0.01, 0.0, 1], dtype=dtype) if dtype is not str else np.array(["0", "0", "0"])
+    with pytest.raises(GuardRejected, match="expected real numbers"):
+        guard.check(action, np.zeros(3))
+    with pytest.raises(ChunkInvalid, match="expected real numbers"):
+        validate_chunk(action[None, :], 3)
+    safe, _ = guard.check(np.array([0.01, 0, 1], dtype=np.int8), np.zeros(3))  # integers are numbers
+    assert safe.dtype == np.float64

@@ -11,7 +11,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from reflex.cameras.base import CameraSpec
+from reflex.cameras.base import FRAME_SIDE, CameraSpec
 from reflex.cameras.paced import PacedCamera
 from reflex.config.base import BuildContext
 from reflex.ports import Camera, JointLayout
@@ -25,8 +25,8 @@ class SimCameraSpec(CameraSpec):
     """A camera that films the simulated robot (requires ``hardware.kind: sim``)."""
 
     kind: Literal["sim"] = "sim"
-    width: int | None = Field(128, gt=0)
-    height: int | None = Field(96, gt=0)
+    width: int | None = Field(128, gt=0, json_schema_extra=FRAME_SIDE)
+    height: int | None = Field(96, gt=0, json_schema_extra=FRAME_SIDE)
     fps: float = Field(30.0, gt=0, le=1000, description="Frames per second rendered.")
 
     def build(self, name: str, ctx: BuildContext) -> Camera:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from reflex.cameras.base import CameraSpec
+from reflex.cameras.base import FRAME_SIDE, CameraSpec
 from reflex.config.base import BuildContext
 from reflex.ports import Camera
 
@@ -22,8 +22,12 @@ class V4L2CameraSpec(CameraSpec):
 
     kind: Literal["v4l2"] = "v4l2"
     device: str = Field("/dev/video0", description="Device path, or its index (0 = /dev/video0).")
-    width: int | None = Field(640, gt=0, description="Requested width; another delivered size fails.")
-    height: int | None = Field(480, gt=0, description="Requested height; another delivered size fails.")
+    width: int | None = Field(
+        640, gt=0, json_schema_extra=FRAME_SIDE, description="Requested width; another delivered size fails."
+    )
+    height: int | None = Field(
+        480, gt=0, json_schema_extra=FRAME_SIDE, description="Requested height; another delivered size fails."
+    )
     fps: float | None = Field(None, gt=0, description="Requested frame rate (default: the driver's).")
     fourcc: str | None = Field("MJPG", description="Requested pixel format (MJPG, YUYV, H264, ...).")
     backend: Literal["auto", "pyav", "opencv"] = Field(

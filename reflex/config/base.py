@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Union
@@ -17,9 +18,10 @@ PLUGIN_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class StrictModel(BaseModel):
-    """Every config model forbids unknown keys: a typo is an error, never a silent default."""
+    """Every config model forbids unknown keys (a typo is an error, never a silent default) and
+    non-finite numbers (``.nan`` / ``.inf`` would switch a limit off or poison a pose)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass
@@ -41,17 +43,46 @@ class BuildContext:
         return path if path.is_absolute() else (self.config_dir / path).resolve()
 
 
+class PluginLoadError(ImportError):
+    """A plugin path that cannot be loaded, whatever the reason (exit 2 when found in a config)."""
+
+
 def load_object(dotted: str) -> Any:
-    """Import ``package.module:Name``; errors name the path so the user can fix the config."""
+    """Import ``package.module:Name``. Any failure (missing module, a syntax error in it, an
+    exception while it runs) is a :class:`PluginLoadError` naming the module, the file and line
+    where it failed, and the first line of the error."""
     module_name, _, attr = dotted.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(f"cannot import plugin module '{module_name}': {exc}") from exc
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):  # the plugin module itself is missing
+            raise PluginLoadError(f"cannot import plugin module '{module_name}': {exc}") from exc
+        raise PluginLoadError(f"cannot import plugin module '{module_name}': {_where(exc)}{exc}") from exc
+    except (Exception, SystemExit) as exc:  # plugin code may raise anything while importing
+        raise PluginLoadError(
+            f"cannot import plugin module '{module_name}': {_where(exc)}{type(exc).__name__}: "
+            f"{_first_line(exc)}"
+        ) from exc
     try:
         return getattr(module, attr)
     except AttributeError as exc:
-        raise ImportError(f"module '{module_name}' has no attribute '{attr}'") from exc
+        raise PluginLoadError(f"module '{module_name}' has no attribute '{attr}'") from exc
+
+
+def _where(exc: BaseException) -> str:
+    """``file:line: `` of the error: the offending line of a SyntaxError, else the innermost frame
+    outside the import machinery."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{exc.filename}:{exc.lineno}: "
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+    return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = exc.msg if isinstance(exc, SyntaxError) and exc.msg else str(exc)
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if len(first) <= 200 else first[:197] + "..."
 
 
 def kind_of(value: Any) -> str | None:

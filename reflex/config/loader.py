@@ -12,14 +12,17 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
+from yaml import MappingNode, SequenceNode
 
-from reflex.config.base import PLUGIN_TAG, load_object
+from reflex.config.base import PLUGIN_TAG, PluginLoadError, load_object
+from reflex.config.bounds import bounded_values, dotted
+from reflex.config.yaml_bounded import MAX_BYTES, YamlProblem, load_bounded_yaml
 from reflex.errors import ConfigError, ConfigIssue
 
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 Path_ = tuple[str | int, ...]
+_UNION_MEMBER = re.compile(r"(float|int|str|bool|list\[\w+\]|tuple\[[\w, .]+\]|function-\w+\[.*\])")
 
 
 def load_session_config(path: Path) -> Any:
@@ -27,8 +30,14 @@ def load_session_config(path: Path) -> Any:
     from reflex.config.session import SessionConfig
 
     source = str(path)
+    if path.is_dir():
+        raise ConfigError(source, [ConfigIssue("", f"{path} is a directory; expected a YAML session file")])
     if not path.is_file():
-        raise ConfigError(source, [ConfigIssue("", f"config file not found: {path}")])
+        what = "config file not found" if not path.exists() else "not a regular file"
+        raise ConfigError(source, [ConfigIssue("", f"{what}: {path}")])
+    if path.stat().st_size > MAX_BYTES:
+        raise ConfigError(source, [ConfigIssue("", f"the file is larger than {MAX_BYTES // 1024} KiB; "
+                                               "a session file is a page of YAML")])
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
@@ -43,39 +52,35 @@ def load_session_config(path: Path) -> Any:
     try:
         config = SessionConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_issue_from_error(e, lines) for e in exc.errors()]) from None
-    issues = check_plugins(config, lines)
+        raise ConfigError(source, _unique([_issue_from_error(e, lines) for e in exc.errors()])) from None
+    issues = check_ranges(config, lines) + check_plugins(config, lines)
     if issues:
         raise ConfigError(source, issues)
     return config
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, dict[Path_, int]]:
-    """The data and a map from each key path to its 1-based line number."""
+    """The data and a map from each key path to its 1-based line number (bounded, no duplicates)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [ConfigIssue("", f"invalid YAML: {problem}", line)]) from None
+        data, node = load_bounded_yaml(text)
+    except YamlProblem as exc:
+        raise ConfigError(source, [ConfigIssue(format_path(exc.path), exc.message, exc.line)]) from None
     lines: dict[Path_, int] = {}
     if node is not None:
         _index_lines(node, (), lines)
     return data, lines
 
 
-def _index_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+def _index_lines(node: Any, path: Path_, lines: dict[Path_, int]) -> None:
     lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+    if isinstance(node, MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
             key_path = (*path, key)
             _index_lines(value_node, key_path, lines)
             # the key's own line wins over its value's (a block value starts on the next line)
             lines[key_path] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
+    elif isinstance(node, SequenceNode):
         for index, item in enumerate(node.value):
             _index_lines(item, (*path, index), lines)
 
@@ -102,6 +107,31 @@ def interpolate_env(value: Any, path: Path_, lines: dict[Path_, int], issues: li
     return ENV_PATTERN.sub(substitute, value)
 
 
+def check_ranges(config: Any, lines: dict[Path_, int]) -> list[ConfigIssue]:
+    """Values outside their field's sensible range, unless the expert override names the field."""
+    block = config.expert_override
+    allowed = set(block.allow) if block is not None else set()
+    values = bounded_values(config)
+    issues = []
+    for value in values:
+        if value.inside or value.field in allowed:
+            continue
+        issues.append(ConfigIssue(
+            format_path(value.path),
+            f"{value.value:g} is outside the sensible range ({value.describe_range()}): {value.why}. "
+            f"To go beyond it on purpose, list '{value.field}' in expert_override.allow with a reason",
+            _line(lines, value.path),
+        ))
+    if block is not None:
+        known = {v.field for v in values}
+        for index, name in enumerate(block.allow):
+            if name not in known:
+                where = ("expert_override", "allow", index)
+                issues.append(ConfigIssue(format_path(where), f"'{name}' is not a field with a sensible "
+                                          "range in this config", _line(lines, where)))
+    return issues
+
+
 def check_plugins(config: Any, lines: dict[Path_, int]) -> list[ConfigIssue]:
     """Dotted-path kinds must import now, not when the robot is half brought up."""
     blocks: list[tuple[Path_, Any]] = [(("target",), config.target), (("hardware",), config.hardware)]
@@ -111,17 +141,14 @@ def check_plugins(config: Any, lines: dict[Path_, int]) -> list[ConfigIssue]:
         if ":" in block.kind:
             try:
                 load_object(block.kind)
-            except ImportError as exc:
+            except PluginLoadError as exc:
                 kind_path = (*path, "kind")
                 issues.append(ConfigIssue(format_path(kind_path), str(exc), _line(lines, kind_path)))
     return issues
 
 
 def format_path(path: Path_) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+    return dotted(path)
 
 
 def _issue_from_error(error: Any, lines: dict[Path_, int]) -> ConfigIssue:
@@ -145,6 +172,18 @@ def _issue_from_error(error: Any, lines: dict[Path_, int]) -> ConfigIssue:
     return ConfigIssue(format_path(loc), message, _line(lines, loc))
 
 
+def _unique(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    """One issue per path: a value failing every member of a union (``float | list[float]``)
+    is one problem, reported as the first member saw it."""
+    seen: set[str] = set()
+    out = []
+    for issue in issues:
+        if issue.path not in seen:
+            seen.add(issue.path)
+            out.append(issue)
+    return out
+
+
 def _strip_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """pydantic puts the union tag into the location (``hardware.sim.config``): drop it."""
     out: list[Any] = []
@@ -153,6 +192,8 @@ def _strip_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
         in_camera = len(out) == 2 and out[0] == "cameras" and i == 2
         if (after_union_field or in_camera) and isinstance(part, str) and _looks_like_tag(part):
             continue
+        if isinstance(part, str) and _UNION_MEMBER.fullmatch(part):
+            continue  # pydantic names the union member it tried: 'float', 'list[float]'
         out.append(part)
     return tuple(out)
 

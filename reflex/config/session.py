@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from reflex.cameras.base import CameraSpec, PluginCameraSpec
 from reflex.cameras.kinds import BUILTIN_CAMERAS
 from reflex.config.base import StrictModel, kind_union
+from reflex.config.bounds import sensible
 from reflex.hardware.base import HardwareSpec, PluginHardwareSpec
 from reflex.hardware.kinds import BUILTIN_HARDWARE
 from reflex.recording.formats import KNOWN_FORMATS
@@ -30,26 +31,46 @@ class SafetyConfig(StrictModel):
 
     max_delta: float | list[float] = Field(
         0.05,
+        json_schema_extra=sensible(
+            None, 0.5, "0.5 rad (29 degrees) in one control step is already a violent jump; "
+            "larger values no longer limit anything"
+        ),
         description="Largest change per control step from the measured position (rad for arm "
         "joints, normalised units for grippers); one number for all joints or one per joint.",
     )
     max_state_age_ms: float = Field(
-        100.0, gt=0, description="A state sample older than this is stale and never used."
+        100.0,
+        gt=0,
+        json_schema_extra=sensible(None, 1000, "a state older than a second no longer describes a moving arm"),
+        description="A state sample older than this is stale and never used.",
     )
     max_skew_ms: float | None = Field(
-        None, gt=0, description="Largest spread of capture times inside one observation."
+        None,
+        gt=0,
+        json_schema_extra=sensible(None, 1000, "images and state a second apart describe different scenes"),
+        description="Largest spread of capture times inside one observation.",
     )
     on_stale: Literal["hold", "safe_stop"] = Field(
         "hold", description="What a step with stale data does: hold the last command, or safe-stop."
     )
     max_hold_steps: int = Field(
-        100, ge=1, description="Consecutive held steps (stale data, no chunk) before a safe stop."
+        100,
+        ge=1,
+        json_schema_extra=sensible(None, 10_000, "holding longer (minutes at usual rates) hides a dead "
+                                   "source instead of stopping"),
+        description="Consecutive held steps (stale data, no chunk) before a safe stop.",
     )
     first_chunk_timeout_s: float = Field(
-        30.0, gt=0, description="How long connect waits for the target's first valid chunk."
+        30.0,
+        gt=0,
+        json_schema_extra=sensible(None, 600, "loading a large model on a remote GPU takes minutes, not hours"),
+        description="How long connect waits for the target's first valid chunk.",
     )
     infer_timeout_s: float = Field(
-        5.0, gt=0, description="An inference request taking longer than this is an error."
+        5.0,
+        gt=0,
+        json_schema_extra=sensible(None, 60, "an answer a minute late is useless to a robot in motion"),
+        description="An inference request taking longer than this is an error.",
     )
     home_on_stop: bool = Field(
         False, description="Drive home on a clean stop (apply_actions only; never in dry_run)."
@@ -109,11 +130,23 @@ class ChunkingConfig(StrictModel):
     prefetch_margin_s: float = Field(
         0.05,
         ge=0,
+        json_schema_extra=sensible(None, 10, "a chunk requested more than 10 s early acts on an old scene"),
         description="Request the next chunk this long (plus the measured inference time) before "
         "the current one runs out.",
     )
     interpolate: bool = Field(
         True, description="Interpolate between chunk actions when the control rate is higher."
+    )
+
+
+class ExpertOverride(StrictModel):
+    """An explicit, recorded decision to run some fields outside their sensible range."""
+
+    reason: str = Field(min_length=10, max_length=500, description="Why: kept in the result and the recording.")
+    allow: list[str] = Field(
+        min_length=1,
+        max_length=64,
+        description="YAML paths of the fields allowed outside their range, e.g. 'safety.max_delta'.",
     )
 
 
@@ -126,6 +159,11 @@ class SessionConfig(StrictModel):
     control_rate_hz: float = Field(30.0, gt=0, le=1000, description="Control loop rate.")
     max_steps: int = Field(0, ge=0, description="Control steps to run; 0 = until stopped.")
     duration_s: float | None = Field(None, gt=0, description="Stop after this many seconds.")
+    expert_override: ExpertOverride | None = Field(
+        None,
+        description="Deliberately allow the listed fields outside their sensible range (see "
+        "docs/safety.md); stamped into the result and the recording.",
+    )
     task: str = Field("", description="Instruction text sent with every observation.")
     target: TargetBlock = Field(description="Where inference runs.")
     hardware: HardwareBlock = Field(description="The robot: {kind, config}.")

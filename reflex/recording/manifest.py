@@ -65,4 +65,5 @@ def manifest_start(meta: SessionMeta, formats: list[str]) -> dict[str, Any]:
         "t_start_wall": meta.t_start_wall,
         "t_start_mono": meta.t_start_mono,
         "formats": {name: {} for name in formats},
+        "expert_override": meta.expert_override,
     }

@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from reflex.ports import ActionChunk
+from reflex.runtime.guard import GuardRejected, real_array
 
 
 class ChunkInvalid(ValueError):
@@ -25,7 +26,10 @@ def shaped_chunk(actions: np.ndarray, width: int) -> np.ndarray:
     The width is the robot's joint count: a target that does not declare its action width is
     checked here, on its first chunk (connect, before motors enable) and on every later one.
     """
-    chunk = np.asarray(actions, dtype=np.float64)
+    try:
+        chunk = real_array(actions, "chunk")
+    except GuardRejected as exc:
+        raise ChunkInvalid(str(exc)) from None
     if chunk.ndim == 1:
         chunk = chunk[None, :]
     if chunk.ndim != 2 or chunk.shape[0] < 1 or chunk.shape[1] != width:

@@ -17,6 +17,23 @@ class GuardRejected(RuntimeError):
     """The action cannot be made safe by clamping."""
 
 
+REAL_KINDS = "iuf"  # signed, unsigned, floating: nothing else is a joint position
+
+
+def real_array(value: object, what: str = "action") -> np.ndarray:
+    """``value`` as float64, only if it holds real numbers. Complex (its imaginary part would be
+    dropped), bool, object and string arrays are refused here, never coerced."""
+    array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    if array.dtype.kind not in REAL_KINDS:
+        raise GuardRejected(f"{what} has dtype {array.dtype} ({_kind_name(array.dtype)}); expected real numbers")
+    return array.astype(np.float64, copy=False)
+
+
+def _kind_name(dtype: np.dtype) -> str:
+    names = {"b": "bool", "c": "complex", "O": "Python objects", "U": "text", "S": "bytes", "V": "raw"}
+    return names.get(dtype.kind, dtype.kind)
+
+
 class ActionGuard:
     def __init__(self, layout: JointLayout, max_delta: float | list[float]) -> None:
         self.layout = layout
@@ -29,12 +46,13 @@ class ActionGuard:
     def check(self, action: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, list[GuardEvent]]:
         """A safe command near ``action``, and what was changed. Raises GuardRejected."""
         dim = self.layout.dim
-        action = np.asarray(action, dtype=float)
+        action = real_array(action)
         if action.shape != (dim,):
             raise GuardRejected(f"action has shape {action.shape}, expected ({dim},)")
         if not np.all(np.isfinite(action)):
             bad = [self.layout.names[i] for i in np.flatnonzero(~np.isfinite(action))]
             raise GuardRejected(f"action is not finite at {', '.join(bad)}")
+        measured = real_array(measured, "measured position")
         if measured.shape != (dim,) or not np.all(np.isfinite(measured)):
             raise GuardRejected("measured position is missing or not finite")
         events: list[GuardEvent] = []

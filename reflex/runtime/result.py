@@ -37,6 +37,7 @@ class SessionResult:
     stale: dict[str, Any] = field(default_factory=dict)
     target: dict[str, Any] = field(default_factory=dict)
     recording: dict[str, Any] | None = None
+    expert_override: dict[str, Any] | None = None  # see reflex.config.bounds
 
     @property
     def ok(self) -> bool:
@@ -77,4 +78,5 @@ class SessionResult:
             "stale": self.stale,
             "target": self.target,
             "recording": self.recording,
+            "expertOverride": self.expert_override,
         }

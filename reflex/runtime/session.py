@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from reflex import __version__
 from reflex.config.base import BuildContext
+from reflex.config.bounds import overridden
 from reflex.errors import SessionAborted, SetupError
 from reflex.ports import Camera, Hardware, SessionEvent, SessionMeta, Target, TargetInfo
 from reflex.recording.hub import RecordingHub
@@ -85,6 +86,7 @@ class Session:
         self.gate = gate or SignalGate()
         self.session_id = new_session_id()
         self.result = SessionResult(config=str(path), mode=config.mode, session_id=self.session_id)
+        self.result.expert_override = overridden(config)
         self.ctx = BuildContext(
             config_dir=path.resolve().parent,
             mode=config.mode,
@@ -269,6 +271,7 @@ class Session:
             target=self.info,
             t_start_wall=time.time(),
             t_start_mono=time.monotonic(),
+            expert_override=self.result.expert_override,
         )
         recorders = build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
         self.hub = RecordingHub(

@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from reflex.config.base import BuildContext, StrictModel
+from reflex.config.bounds import sensible
 from reflex.hardware.base import HardwareSpec
 from reflex.ports import Hardware, JointLayout
 
@@ -63,10 +64,18 @@ class SubprocessConfig(StrictModel):
         None, description="Working directory (relative to this file; default: the file's folder)."
     )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
-    command_timeout_s: float = Field(2.0, gt=0, description="Limit for one observe/apply/enable call.")
-    safe_stop_timeout_s: float = Field(5.0, gt=0, description="Limit for a safe stop.")
+    command_timeout_s: float = Field(
+        2.0, gt=0, json_schema_extra=sensible(None, 30, "a robot that waits longer for one command runs on "
+                                              "a stale action"),
+        description="Limit for one observe/apply/enable call.",
+    )
+    safe_stop_timeout_s: float = Field(
+        5.0, gt=0, json_schema_extra=sensible(None, 60, "a safe stop that takes over a minute is not one"),
+        description="Limit for a safe stop.",
+    )
     startup_timeout_s: float = Field(
-        10.0, gt=0, description="Limit for setup/teardown commands and the persistent handshake."
+        10.0, gt=0, json_schema_extra=sensible(None, 600, "bring-up that takes over ten minutes is stuck"),
+        description="Limit for setup/teardown commands and the persistent handshake.",
     )
     state_names: list[str] | None = Field(
         None, description="Joint names in state/action order (required per_call; persistent: must "

@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from reflex.config.base import BuildContext, StrictModel
+from reflex.config.bounds import sensible
 from reflex.hardware.base import HardwareSpec
 from reflex.hardware.yam.arm import GripperKind, Variant
 from reflex.hardware.yam_layout import SIDES, yam_arm_layout
@@ -110,10 +111,16 @@ class YamBimanualConfig(StrictModel):
     strategy: Literal["pipelined", "sequential"] = Field(
         "pipelined", description="pipelined: send to every motor, then collect; sequential: one by one."
     )
-    reply_timeout_ms: float = Field(2.0, gt=0, description="Per-motor reply timeout beyond wire time.")
+    reply_timeout_ms: float = Field(
+        2.0, gt=0, json_schema_extra=sensible(None, 50, "a motor answers in well under a millisecond; "
+                                              "50 ms of waiting is a dozen lost bus cycles"),
+        description="Per-motor reply timeout beyond wire time.",
+    )
     max_retries: int = Field(1, ge=0, le=5, description="Resends to a silent motor within one cycle.")
     missed_reply_budget: int = Field(
-        10, ge=0, description="Consecutive bus cycles a motor may miss before the arm safe-stops."
+        10, ge=0, json_schema_extra=sensible(None, 100, "100 cycles at 250 Hz is 0.4 s with an arm moving "
+                                             "blind"),
+        description="Consecutive bus cycles a motor may miss before the arm safe-stops."
     )
     watchdog_ms: float = Field(
         400.0,
@@ -122,11 +129,18 @@ class YamBimanualConfig(StrictModel):
         description="Motor watchdog (TIMEOUT register) written before enabling if a motor has it off.",
     )
     limit_margin: float = Field(
-        0.15, ge=0, description="Bring-up refuses to enable if a joint is further outside its limits."
+        0.15, ge=0, json_schema_extra=sensible(None, 0.5, "a joint half a radian past its limit is damaged "
+                                               "or miscalibrated"),
+        description="Bring-up refuses to enable if a joint is further outside its limits."
     )
-    max_speed: float = Field(3.0, gt=0, description="Slew limit of commanded arm positions (rad/s).")
+    max_speed: float = Field(
+        3.0, gt=0, json_schema_extra=sensible(None, 10, "the motors' velocity range (VMAX) is 10 rad/s"),
+        description="Slew limit of commanded arm positions (rad/s).",
+    )
     max_error: float = Field(
-        0.2, gt=0, description="Largest distance between a commanded and the measured position (rad)."
+        0.2, gt=0, json_schema_extra=sensible(None, 1.0, "a tracking error of a radian means the arm is "
+                                              "blocked or falling"),
+        description="Largest distance between a commanded and the measured position (rad)."
     )
     gripper_max_error: float = Field(
         0.05,
@@ -136,9 +150,14 @@ class YamBimanualConfig(StrictModel):
         "of the stroke (once stalled, the band shrinks further to limit the squeeze force).",
     )
     runner_timeout_s: float = Field(
-        0.3, gt=0, description="Safe-stop if the runner neither reads nor commands for this long."
+        0.3, gt=0, json_schema_extra=sensible(None, 2.0, "the arm keeps its last command while the "
+                                              "runner is silent"),
+        description="Safe-stop if the runner neither reads nor commands for this long."
     )
-    stop_hold_s: float = Field(0.3, ge=0, description="Safe stop: hold with damping this long, then disable.")
+    stop_hold_s: float = Field(
+        0.3, ge=0, json_schema_extra=sensible(None, 10, "a safe stop that holds longer keeps the motors live"),
+        description="Safe stop: hold with damping this long, then disable.",
+    )
     clear_comm_loss: bool = Field(
         True,
         description="At bring-up, clear a latched loss-of-communication (0xD, left by an earlier "
