@@ -43,7 +43,6 @@ class SimArm:
     def __init__(self, time_constant_s: float) -> None:
         self.q = list(HOME)
         self.command: list[float] | None = None
-        self.chunk: tuple[float, float, list[list[float]]] | None = None  # (t_origin, dt, actions)
         self.enabled = False
         self.tau = time_constant_s
         self.t = time.monotonic()
@@ -51,7 +50,7 @@ class SimArm:
     def advance(self, now: float) -> None:
         dt = now - self.t
         self.t = now
-        target = self._target(now)
+        target = self.command
         if dt <= 0 or target is None or not self.enabled:
             return
         alpha = 1.0 - math.exp(-dt / self.tau)
@@ -60,16 +59,8 @@ class SimArm:
             step = max(-limit, min(limit, (goal - self.q[i]) * alpha))
             self.q[i] = max(LOWER[i], min(UPPER[i], self.q[i] + step))
 
-    def _target(self, now: float) -> list[float] | None:
-        if self.chunk is None:
-            return self.command
-        t_origin, dt, actions = self.chunk
-        index = min(len(actions) - 1, max(0, int((now - t_origin) / dt)))
-        return actions[index]
-
     def hold(self) -> None:
         self.command = list(self.q)
-        self.chunk = None
 
 
 def render_png(q: list[float], width: int, height: int) -> bytes:
@@ -117,7 +108,7 @@ class Connector:
             log(f"hello from Reflex {req.get('reflex_version')} ({req.get('mode')})")
             return {
                 "v": 1, "robot": "sim_arm", "state_names": NAMES, "lower": LOWER, "upper": UPPER,
-                "cameras": [CAMERA] if self.camera else [], "can_apply": True, "execute_chunks": True,
+                "cameras": [CAMERA] if self.camera else [], "can_apply": True,
             }
         if op == "observe":
             reply: dict[str, Any] = {"state": [round(v, 9) for v in self.arm.q], "timestamp": now}
@@ -130,10 +121,6 @@ class Connector:
             return {"ok": True}
         if op == "apply":
             self.arm.command = list(req["action"])
-            self.arm.chunk = None
-            return {"ok": True}
-        if op == "apply_chunk":
-            self.arm.chunk = (req["t_origin"], req["dt"], req["actions"])
             return {"ok": True}
         if op == "safe_stop":
             log(f"safe stop at step {req.get('step')}: {req.get('reason')}")

@@ -207,11 +207,9 @@ class Hardware(Protocol):
     ``read_state`` / ``safe_stop`` / ``close``. ``enable`` is called only in ``apply_actions``
     and only after the inference target answered with a valid first chunk.
 
-    Optional, declared by attributes the runner looks for:
-    ``accepts_step = True`` -> ``read_state(step=N)`` gets the control step;
-    ``accepts_chunk_context = True`` -> ``apply(action, step, chunk_id=..., t_target=...)``;
-    ``cameras() -> dict[str, Camera]`` -> cameras the robot itself provides;
-    ``go_home()`` -> used for ``safety.home_on_stop`` (apply_actions only).
+    Optional capabilities are the small protocols below (``StepAwareHardware``,
+    ``ChunkAwareHardware``, ``CameraProvider``, ``HomingHardware``); the runner checks them once,
+    with ``isinstance``, when the session is built (:func:`hardware_capabilities`).
     """
 
     layout: JointLayout
@@ -243,6 +241,69 @@ class Target(Protocol):
     def connect(self) -> TargetInfo: ...
     def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]: ...
     def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional capabilities (checked once, with isinstance, never probed with getattr)
+# ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class StepAwareHardware(Protocol):
+    """``read_state(step=N)`` receives the control step (``None`` for reads outside the loop).
+    Declared with ``accepts_step = True``."""
+
+    accepts_step: bool
+
+    def read_state(self, step: int | None = None) -> StateSample: ...
+
+
+@runtime_checkable
+class ChunkAwareHardware(Protocol):
+    """``apply`` receives which chunk the action comes from and when it should take effect.
+    Declared with ``accepts_chunk_context = True``."""
+
+    accepts_chunk_context: bool
+
+    def apply(
+        self, action: np.ndarray, step: int, chunk_id: int | None = None, t_target: float | None = None
+    ) -> None: ...
+
+
+@runtime_checkable
+class CameraProvider(Protocol):
+    """A robot that brings its own cameras (valid after ``connect``). The robot owns them: it
+    starts them in ``connect`` and stops them in ``close``; the runner only reads ``latest``."""
+
+    def cameras(self) -> dict[str, Camera]: ...
+
+
+@runtime_checkable
+class HomingHardware(Protocol):
+    """``go_home()`` drives to the home pose; used for ``safety.home_on_stop`` (apply_actions only)."""
+
+    def go_home(self) -> None: ...
+
+
+@runtime_checkable
+class CameraHealth(Protocol):
+    """A camera that can describe its source (reported in the result's ``cameras.<name>.health``)."""
+
+    def health(self) -> dict[str, object]: ...
+
+
+@dataclass(frozen=True)
+class HardwareCapabilities:
+    """What an optional-capability check found, decided once per session."""
+
+    step_aware: bool
+    chunk_aware: bool
+
+
+def hardware_capabilities(hardware: Hardware) -> HardwareCapabilities:
+    step_aware = isinstance(hardware, StepAwareHardware) and hardware.accepts_step is True
+    chunk_aware = isinstance(hardware, ChunkAwareHardware) and hardware.accepts_chunk_context is True
+    return HardwareCapabilities(step_aware, chunk_aware)
 
 
 @runtime_checkable

@@ -73,7 +73,8 @@ def answer(req):
             hs["cameras"] = [{"name": "wrist", "width": 16, "height": 12, "source": "shm",
                               "shm_name": os.environ["SHM_CHANNEL"]}]
         hs["can_apply"] = os.environ.get("HS_CAN_APPLY", "1") == "1"
-        hs["execute_chunks"] = True
+        if os.environ.get("HS_CHUNKS"):
+            hs["execute_chunks"] = True  # Reflex never sends whole chunks: refused
         return hs
     if op == "observe":
         obs = {"state": memory["pos"], "extras": {"last": memory["last"], "hook": os.environ.get("REFLEX_HOOK"),
@@ -86,16 +87,12 @@ def answer(req):
         memory["pos"] = req["action"]
         memory["last"] = {"op": op, "step": req["step"], "chunk_id": req["chunk_id"]}
         save()
-    elif op == "apply_chunk":
-        memory["pos"] = req["actions"][-1]
-        memory["last"] = {"op": op, "rows": len(req["actions"]), "dt": req["dt"]}
-        save()
     return {"ok": True}
 
 
 def misbehave(req, persistent):
     """Returns the text to write instead of the real reply, or None."""
-    hooks = ("apply", "apply_chunk") if FAULT_HOOK == "apply" else (FAULT_HOOK,)
+    hooks = (FAULT_HOOK,)
     if not FAULT or req["op"] not in hooks or req.get("step", FAULT_STEP) != FAULT_STEP:
         return None
     sys.stderr.write(f"fake robot: injecting {FAULT} at step {FAULT_STEP}\n")
@@ -443,32 +440,14 @@ def test_actions_are_refused_before_enable_and_after_a_safe_stop(tmp_path: Path)
     hw.close()
 
 
-def test_per_call_chunks_reach_the_action_command(tmp_path: Path) -> None:
-    from reflex.ports import ActionChunk
-
-    hw = build(tmp_path, per_call_config(tmp_path, execute_chunks=True))
-    hw.connect()
-    hw.enable()
-    actions = np.linspace(0, 0.5, 15).reshape(5, 3)
-    now = time.monotonic()
-    hw.apply_chunk(ActionChunk(4, actions, now, 0.02, 0, now, now), step=0)
-    state = hw.read_state(step=1)
-    assert state.extras["last"] == {"op": "apply_chunk", "rows": 5, "dt": 0.02}
-    assert state.position.tolist() == actions[-1].tolist()
-    hw.close()
-
-
-# -- persistent -----------------------------------------------------------------------------
-
-
-def test_persistent_handshake_gives_layout_cameras_and_chunks(tmp_path: Path) -> None:
+def test_persistent_handshake_gives_layout_and_cameras(tmp_path: Path) -> None:
     write_png(tmp_path / "top.png")
     config = persistent_config(tmp_path, dim=14)
     config["env"]["IMAGE"] = str(tmp_path / "top.png")
     hw = build(tmp_path, config)
     hw.connect()
     assert hw.layout.dim == 14 and hw.layout.names[0] == "left_joint1"
-    assert hw.can_apply and hw.executes_chunks
+    assert hw.can_apply
     assert hw.handshake is not None and hw.handshake.robot == "fake"
     assert set(hw.cameras()) == {"top"}
     hw.enable()
@@ -491,6 +470,7 @@ def test_persistent_handshake_gives_layout_cameras_and_chunks(tmp_path: Path) ->
          "handshake lower limits differ from hardware.config.lower for ['j2']"),
         ({"cameras": {"top": {"width": 128, "height": 96}}}, {}, "hardware.config.cameras.top is not in the handshake"),
         ({}, {"HS_V": "2"}, "handshake declares contract version 2"),
+        ({}, {"HS_CHUNKS": "1"}, "execute_chunks"),
         ({}, {"HS_LIMITS": "0"}, "apply_actions needs joint limits"),
         ({}, {"HS_CAN_APPLY": "0"}, "can_apply: false"),
     ],

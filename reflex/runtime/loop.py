@@ -1,49 +1,45 @@
 """The control loop: observe -> action for now -> guard -> apply (or log) -> record, at a fixed rate.
 
-It knows only the ports. Any failure ends the loop with an :class:`Incident`; the session turns
-that into exactly one safe stop. Inference runs on the worker thread and is requested ahead of
-time, so the loop never waits for a chunk.
+It knows only the ports and owns its chunks: :meth:`ControlLoop.prime` gets the first chunk
+(before any motor is live), :meth:`ControlLoop.run` executes and replaces chunks and returns one
+:class:`LoopReport`. Any failure ends the loop with an :class:`Incident` in that report; the
+session turns it into exactly one safe stop. Inference runs on the worker thread and is requested
+ahead of time, so the loop never waits for a chunk.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from reflex.errors import SetupError
 from reflex.ports import (
     ActionChunk,
-    Camera,
+    ChunkAwareHardware,
     Frame,
     GuardEvent,
     Hardware,
     Observation,
     SessionEvent,
     SourceExhausted,
+    StepAwareHardware,
     StepRecord,
+    hardware_capabilities,
 )
+from reflex.runtime.cameras import SessionCameras
 from reflex.runtime.chunks import ChunkInvalid, ChunkSchedule, validate_chunk
 from reflex.runtime.guard import ActionGuard, GuardRejected
 from reflex.runtime.inference import InferenceResult, InferenceWorker
+from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.signals import SignalGate
 from reflex.runtime.timing import Samples, StageTimes
 
 if TYPE_CHECKING:
     from reflex.config.session import SessionConfig
     from reflex.recording.hub import RecordingHub
-
-
-@dataclass
-class Incident:
-    """Why the loop had to stop the robot."""
-
-    stage: str  # observe | infer | guard | apply | record | stale | starved
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.stage}: {self.message}"
 
 
 @dataclass
@@ -60,8 +56,7 @@ class ControlLoop:
         self,
         config: SessionConfig,
         hardware: Hardware,
-        cameras: dict[str, Camera],
-        camera_max_age_s: dict[str, float],
+        cameras: SessionCameras,
         worker: InferenceWorker,
         schedule: ChunkSchedule,
         guard: ActionGuard,
@@ -86,7 +81,7 @@ class ControlLoop:
         self.times = StageTimes("observe", "chunk", "guard", "apply", "record", "tick")
         self.lateness = Samples()
         self.infer_ms = Samples()
-        self.camera_stats = {n: CameraStats(camera_max_age_s[n]) for n in cameras}
+        self.camera_stats = {n: CameraStats(age) for n, age in cameras.max_ages_s().items()}
         self.steps = 0
         self.applied_steps = 0
         self.held_steps = 0
@@ -98,17 +93,42 @@ class ControlLoop:
         self.first_action_t: float | None = None
         self._consecutive_holds = 0
         self._stale_reason: str | None = None
-        self.first_obs: Observation | None = None  # set by the session: the first chunk's input
-        # optional capabilities a connector may declare (see reflex/ports.py, "Optional")
-        self._state_takes_step = bool(getattr(hardware, "accepts_step", False))
-        self._apply_takes_context = bool(getattr(hardware, "accepts_chunk_context", False))
+        self.first_chunk_ms: float | None = None
+        self._first_obs: Observation | None = None  # the first chunk's input, used at step 0
+        self._capabilities = hardware_capabilities(hardware)
         self.exhausted: str | None = None  # a finite source (a replayed recording) ran out
 
     # -- first chunk ---------------------------------------------------------------------
+    def prime(self, timeout_s: float) -> None:
+        """Get the first chunk: wait for a fresh observation, infer it, validate and adopt the
+        answer. Motors stay off until this returns; any failure is a :class:`SetupError`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            obs, stale = self.observe(step=0)
+            self.cameras.check_sizes(obs.images)
+            if stale is None:
+                break
+            if time.monotonic() > deadline:
+                raise SetupError("observe", f"no fresh observation before the first chunk: {stale}")
+            time.sleep(0.01)
+        self.worker.submit(obs)
+        result = self.worker.wait(max(0.1, deadline - time.monotonic()))
+        if result is None:
+            raise SetupError("target", f"no first chunk within {timeout_s} s")
+        try:
+            self.adopt(result)
+        except Exception as exc:
+            raise SetupError("target", f"first chunk rejected: {type(exc).__name__}: {exc}") from exc
+        self._first_obs = obs
+        self.first_chunk_ms = round((result.t_received - result.t_requested) * 1e3, 3)
+
     def observe(self, step: int) -> tuple[Observation, str | None]:
         """Read state and the latest frames; the second value says why the data is stale."""
-        hardware: Any = self.hardware
-        state = hardware.read_state(step=step) if self._state_takes_step else hardware.read_state()
+        hardware = self.hardware
+        if self._capabilities.step_aware and isinstance(hardware, StepAwareHardware):
+            state = hardware.read_state(step=step)
+        else:
+            state = hardware.read_state()
         frames: dict[str, Frame] = {}
         for name, camera in self.cameras.items():
             frame = camera.latest()
@@ -142,7 +162,12 @@ class ControlLoop:
         return chunk
 
     # -- main loop -----------------------------------------------------------------------
-    def run(self, t_start: float) -> Incident | None:
+    def run(self, t_start: float) -> LoopReport:
+        """Run until max_steps / duration / a stop request / an incident; returns the report."""
+        incident = self._run(t_start)
+        return self.report(time.monotonic() - t_start, incident)
+
+    def _run(self, t_start: float) -> Incident | None:
         cfg = self.config
         max_steps = cfg.max_steps or None
         deadline = t_start + cfg.duration_s if cfg.duration_s else None
@@ -176,7 +201,7 @@ class ControlLoop:
         times = self.times
         # observe
         t0 = time.perf_counter()
-        first, self.first_obs = self.first_obs, None
+        first, self._first_obs = self._first_obs, None
         stale = None if first is None else self._staleness(first, time.monotonic())
         if first is not None and stale is None:
             obs = first  # step 0 is the observation the first chunk came from (recorded as such)
@@ -243,9 +268,12 @@ class ControlLoop:
         applied = False
         if action is not None and self.apply_enabled:
             try:
-                if self._apply_takes_context and self.schedule.current is not None:
-                    hardware: Any = self.hardware
-                    hardware.apply(action, step, chunk_id=self.schedule.current.chunk_id, t_target=t_tick)
+                hardware = self.hardware
+                current = self.schedule.current
+                if self._capabilities.chunk_aware and current is not None and isinstance(
+                    hardware, ChunkAwareHardware
+                ):
+                    hardware.apply(action, step, chunk_id=current.chunk_id, t_target=t_tick)
                 else:
                     self.hardware.apply(action, step)
             except Exception as exc:
@@ -342,6 +370,37 @@ class ControlLoop:
             guard_events=events,
             task=obs.task,
             timing_ms={},
+        )
+
+    def report(self, duration_s: float, incident: Incident | None = None) -> LoopReport:
+        """Everything the result needs from this loop, in one object (valid at any time)."""
+        sched = self.schedule
+        chunks: dict[str, object] = {
+            "received": sched.chunks_adopted,
+            "skippedActions": sched.skipped_actions,
+            "starvedSteps": self.starved_steps,
+        }
+        if self.first_chunk_ms is not None:
+            chunks = {"firstChunkMs": self.first_chunk_ms, **chunks}
+        return LoopReport(
+            steps=self.steps,
+            applied_steps=self.applied_steps,
+            held_steps=self.held_steps,
+            starved_steps=self.starved_steps,
+            stale_steps=self.stale_steps,
+            skew_events=self.skew_events,
+            overruns=self.overruns,
+            first_action_t=self.first_action_t,
+            incident=incident,
+            exhausted=self.exhausted,
+            lateness_ms=self.lateness.summary(),
+            stages_ms={**self.times.summary(), "infer": self.infer_ms.summary()},
+            chunks=chunks,
+            guard={
+                "clampLimitSteps": self.guard.clamp_counts["clamp_limit"],
+                "clampDeltaSteps": self.guard.clamp_counts["clamp_delta"],
+            },
+            cameras=self.camera_summary(duration_s),
         )
 
     def camera_summary(self, duration_s: float) -> dict[str, dict[str, object]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reflex.errors import (
     EXIT_ABORTED,
@@ -12,6 +12,9 @@ from reflex.errors import (
     EXIT_SESSION_FAILED,
     EXIT_SETUP,
 )
+
+if TYPE_CHECKING:
+    from reflex.runtime.report import LoopReport
 
 
 @dataclass
@@ -52,6 +55,24 @@ class SessionResult:
         if self.setup_failed:
             return EXIT_SETUP
         return EXIT_OK if self.ok else EXIT_SESSION_FAILED
+
+    def add_loop_report(self, report: LoopReport, rate_hz: float, t_start: float) -> None:
+        """The one place the loop's report becomes the result's loop sections."""
+        self.steps = report.steps
+        self.applied_steps = report.applied_steps
+        if report.first_action_t is not None:
+            self.time_to_first_action_s = report.first_action_t - t_start
+        self.loop = {
+            "rateHz": rate_hz,
+            "latenessMs": report.lateness_ms,
+            "overruns": report.overruns,
+            "heldSteps": report.held_steps,
+        }
+        self.stages_ms = dict(report.stages_ms)
+        self.chunks.update(report.chunks)
+        self.cameras = {name: dict(summary) for name, summary in report.cameras.items()}
+        self.guard = dict(report.guard)
+        self.stale = {"staleSteps": report.stale_steps, "skewEvents": report.skew_events}
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,13 +23,15 @@ from reflex import __version__
 from reflex.config.base import BuildContext
 from reflex.config.bounds import overridden
 from reflex.errors import SessionAborted, SetupError
-from reflex.ports import Camera, Hardware, SessionEvent, SessionMeta, Target, TargetInfo
+from reflex.ports import Hardware, HomingHardware, SessionEvent, SessionMeta, Target, TargetInfo
 from reflex.recording.hub import RecordingHub
 from reflex.recording.session_dir import new_session_id, recording_dir
+from reflex.runtime.cameras import SessionCameras
 from reflex.runtime.chunks import ChunkSchedule
 from reflex.runtime.guard import ActionGuard
 from reflex.runtime.inference import InferenceWorker
-from reflex.runtime.loop import ControlLoop, Incident
+from reflex.runtime.loop import ControlLoop
+from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.result import SessionResult
 from reflex.runtime.signals import ForcedExit, SignalGate
 from reflex.runtime.target_fit import RobotSide, target_mismatches
@@ -98,13 +100,14 @@ class Session:
         self.target: Target | None = None
         self.info: TargetInfo | None = None
         self.hardware: Hardware | None = None
-        self.cameras: dict[str, Camera] = {}
+        self.cameras = SessionCameras()
         self.hub: RecordingHub | None = None
         self.worker: InferenceWorker | None = None
         self.loop: ControlLoop | None = None
         self.enabled = False
         self._enable_failed = False
         self._t_start = 0.0
+        self._report: LoopReport | None = None
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> SessionResult:
@@ -116,9 +119,10 @@ class Session:
             self.gate.phase = "running"
             self.result.stop_reason = "running"
             assert self.loop is not None
-            incident = self.loop.run(self._t_start)
+            self._report = self.loop.run(self._t_start)
+            incident = self._report.incident
             if incident is None:
-                if self.loop.exhausted is not None:
+                if self._report.exhausted is not None:
                     self.result.stop_reason = "source_exhausted"
                 elif self.gate.stop_requested.is_set():
                     self.result.stop_reason = f"signal:{self.gate.last_signal}"
@@ -168,28 +172,22 @@ class Session:
         self._setup("hardware", self.hardware.connect)
         layout = self.hardware.layout
 
-        provided = getattr(self.hardware, "cameras", None)
-        if callable(provided):
-            self.cameras.update(provided())
+        self.cameras.add_provided(self.hardware)
         for name, spec in cfg.cameras.items():
             camera = self._setup(f"cameras.{name}", lambda s=spec, n=name: s.build(n, self.ctx))
             self._setup(f"cameras.{name}", camera.start)
-            self.cameras[name] = camera
-        self._check_fit(RobotSide(layout.names, set(self.cameras), layout=layout))
+            self.cameras.add_started(name, camera, spec.max_age_ms / 1e3, spec.width, spec.height)
+        self._check_fit(RobotSide(layout.names, set(self.cameras.names()), layout=layout))
 
         self._start_recording()
         guard = ActionGuard(layout, cfg.safety.max_delta)
         schedule = ChunkSchedule(cfg.chunking.interpolate, cfg.chunking.prefetch_margin_s)
         self.worker = InferenceWorker(self.target)
-        max_ages = {
-            name: (cfg.cameras[name].max_age_ms if name in cfg.cameras else 200.0) / 1e3
-            for name in self.cameras
-        }
         self.loop = ControlLoop(
-            cfg, self.hardware, self.cameras, max_ages, self.worker, schedule, guard,
+            cfg, self.hardware, self.cameras, self.worker, schedule, guard,
             layout.dim, self.info.action_dt, self.hub, self.gate,
         )
-        self._first_chunk()
+        self.loop.prime(cfg.safety.first_chunk_timeout_s)  # motors stay off until this succeeds
         if cfg.mode == "apply_actions":
             try:
                 self._setup("hardware.enable", self.hardware.enable)
@@ -199,47 +197,12 @@ class Session:
             self.enabled = True
             self._event("enabled", "motors enabled after the first valid chunk")
 
-    def _first_chunk(self) -> None:
-        """Motors stay off until the target answered a real observation with a valid chunk."""
-        assert self.loop is not None and self.worker is not None
-        cfg = self.config
-        deadline = time.monotonic() + cfg.safety.first_chunk_timeout_s
-        while True:
-            obs, stale = self.loop.observe(step=0)
-            self._check_frame_sizes(obs.images)
-            if stale is None:
-                break
-            if time.monotonic() > deadline:
-                raise SetupError("observe", f"no fresh observation before the first chunk: {stale}")
-            time.sleep(0.01)
-        self.worker.submit(obs)
-        result = self.worker.wait(max(0.1, deadline - time.monotonic()))
-        if result is None:
-            raise SetupError("target", f"no first chunk within {cfg.safety.first_chunk_timeout_s} s")
-        try:
-            self.loop.adopt(result)
-        except Exception as exc:
-            raise SetupError("target", f"first chunk rejected: {type(exc).__name__}: {exc}") from exc
-        self.loop.first_obs = obs
-        self.result.chunks["firstChunkMs"] = round((result.t_received - result.t_requested) * 1e3, 3)
-
     def _check_fit(self, robot: RobotSide) -> None:
         """What the target declares must fit (one rule: reflex/runtime/target_fit.py)."""
         assert self.info is not None
         problems = target_mismatches(self.info, robot)
         if problems:
             raise SetupError("target", "; ".join(problems))
-
-    def _check_frame_sizes(self, frames: dict[str, Any]) -> None:
-        for name, spec in self.config.cameras.items():
-            frame = frames.get(name)
-            if frame is None or (spec.width is None and spec.height is None):
-                continue
-            h, w = frame.image.shape[:2]
-            if (spec.width is not None and w != spec.width) or (spec.height is not None and h != spec.height):
-                raise SetupError(
-                    f"cameras.{name}", f"frames are {w}x{h}, config expects {spec.width}x{spec.height}"
-                )
 
     def _setup(self, stage: str, fn: Any) -> Any:
         try:
@@ -266,7 +229,7 @@ class Session:
             software_version=__version__,
             control_rate_hz=cfg.control_rate_hz,
             joint_names=self.hardware.layout.names,
-            camera_names=tuple(self.cameras),
+            camera_names=tuple(self.cameras.names()),
             task=cfg.task,
             target=self.info,
             t_start_wall=time.time(),
@@ -294,26 +257,15 @@ class Session:
         elif self._enable_failed:
             self._safe_stop("enable failed: " + (res.errors[-1] if res.errors else "unknown error"))
         try:
-            if incident is None and self.enabled and self.config.safety.home_on_stop:
-                home = getattr(self.hardware, "go_home", None)
-                if callable(home):
-                    home()
+            hardware = self.hardware
+            wanted = incident is None and self.enabled and self.config.safety.home_on_stop
+            if wanted and isinstance(hardware, HomingHardware):
+                hardware.go_home()
         except Exception as exc:
             res.errors.append(f"home: {type(exc).__name__}: {exc}")
             self._safe_stop(f"home failed: {exc}")
-        health = {}
-        for name, camera in self.cameras.items():
-            probe = getattr(camera, "health", None)  # optional: cameras that can describe their source
-            if callable(probe):
-                try:
-                    health[name] = probe()
-                except Exception as exc:
-                    health[name] = {"error": str(exc)}
-        for name, camera in self.cameras.items():
-            try:
-                camera.stop()
-            except Exception as exc:
-                res.errors.append(f"cameras.{name}: stop: {exc}")
+        health = self.cameras.health()
+        res.errors.extend(self.cameras.stop())
         if self.hardware is not None:
             try:
                 self.hardware.close()
@@ -327,7 +279,11 @@ class Session:
             except Exception as exc:
                 res.errors.append(f"target: close: {type(exc).__name__}: {exc}")
         res.duration_s = time.monotonic() - self._t_start
-        self._summarise()
+        report = self._report
+        if report is None and self.loop is not None:  # the loop never ran, or raised
+            report = self.loop.report(res.duration_s, incident)
+        if report is not None:
+            res.add_loop_report(report, self.config.control_rate_hz, self._t_start)
         for name, info in health.items():
             res.cameras.setdefault(name, {})["health"] = info
         self._close_recording()
@@ -349,36 +305,6 @@ class Session:
         if self.hub is not None:
             step = self.loop.steps if self.loop is not None else 0
             self.hub.submit(SessionEvent(kind=kind, t=time.monotonic(), step=step, message=message))
-
-    def _summarise(self) -> None:
-        res, loop = self.result, self.loop
-        if loop is None:
-            return
-        res.steps = loop.steps
-        res.applied_steps = loop.applied_steps
-        if loop.first_action_t is not None:
-            res.time_to_first_action_s = loop.first_action_t - self._t_start
-        res.loop = {
-            "rateHz": self.config.control_rate_hz,
-            "latenessMs": loop.lateness.summary(),
-            "overruns": loop.overruns,
-            "heldSteps": loop.held_steps,
-        }
-        res.stages_ms = {**loop.times.summary(), "infer": loop.infer_ms.summary()}
-        sched = loop.schedule
-        res.chunks.update(
-            {
-                "received": sched.chunks_adopted,
-                "skippedActions": sched.skipped_actions,
-                "starvedSteps": loop.starved_steps,
-            }
-        )
-        res.cameras = loop.camera_summary(res.duration_s)
-        res.guard = {
-            "clampLimitSteps": loop.guard.clamp_counts["clamp_limit"],
-            "clampDeltaSteps": loop.guard.clamp_counts["clamp_delta"],
-        }
-        res.stale = {"staleSteps": loop.stale_steps, "skewEvents": loop.skew_events}
 
     def _close_recording(self) -> None:
         if self.hub is None:

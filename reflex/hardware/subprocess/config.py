@@ -91,9 +91,6 @@ class SubprocessConfig(StrictModel):
         default_factory=dict,
         description="Cameras the connector provides (persistent: must match the handshake if given).",
     )
-    execute_chunks: bool = Field(
-        False, description="per_call: action_command receives whole chunks (apply_chunk requests)."
-    )
 
     @field_validator(
         "command", "observe_command", "action_command", "safe_stop_command", "enable_command",
@@ -127,8 +124,6 @@ class SubprocessConfig(StrictModel):
             if given:
                 raise ValueError(f"{', '.join(given)} are per_call fields; a persistent process "
                                  "handles every hook itself")
-            if self.execute_chunks:
-                raise ValueError("execute_chunks is declared by a persistent connector's handshake")
         if self.state_names is not None:
             if len(set(self.state_names)) != len(self.state_names) or not all(self.state_names):
                 raise ValueError("state_names must be unique, non-empty names")

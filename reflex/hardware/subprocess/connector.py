@@ -24,7 +24,6 @@ from reflex.hardware.subprocess.config import SubprocessConfig
 from reflex.hardware.subprocess.contract import (
     CONTRACT_VERSION,
     Ack,
-    ApplyChunkRequest,
     ApplyRequest,
     CameraDeclaration,
     CloseRequest,
@@ -44,7 +43,7 @@ from reflex.hardware.subprocess.layout import reconcile
 from reflex.hardware.subprocess.observation import ObservationDecoder
 from reflex.hardware.subprocess.persistent import ChannelBroken, PersistentProcess
 from reflex.hardware.subprocess.process import CommandSpec, StartFailed, describe_exit, run_once
-from reflex.ports import ActionChunk, Camera, JointLayout, StateSample
+from reflex.ports import Camera, JointLayout, StateSample
 
 # Per call, which config field serves which request.
 PER_CALL_FIELDS = {
@@ -52,7 +51,6 @@ PER_CALL_FIELDS = {
     "observe": "observe_command",
     "enable": "enable_command",
     "apply": "action_command",
-    "apply_chunk": "action_command",
     "safe_stop": "safe_stop_command",
     "teardown": "teardown_command",
 }
@@ -92,7 +90,6 @@ class SubprocessHardware:
         self._closed = False
         self.handshake: Handshake | None = None
         self.can_apply = not self.persistent and "action_command" in self.commands
-        self.executes_chunks = config.execute_chunks
         self.accepts_chunk_context = True  # apply() takes chunk_id= and t_target= keywords
         self.accepts_step = True  # read_state() takes step= (else it counts its own calls)
 
@@ -163,22 +160,6 @@ class SubprocessHardware:
         else:
             self._per_call_ack(hook, ApplyRequest, step, self.config.command_timeout_s, **fields)
 
-    def apply_chunk(self, chunk: ActionChunk, step: int) -> None:
-        """Send a whole (already guarded) chunk to a connector that declared execute_chunks."""
-        self._last_step = step
-        hook = "apply_chunk"
-        if not self.executes_chunks:
-            raise self._error(hook, step, "this connector did not declare execute_chunks")
-        actions = np.asarray(chunk.actions, dtype=np.float64)
-        for row in actions:
-            self._check_action(row, hook, step)
-        fields = {"step": step, "chunk_id": chunk.chunk_id, "t_origin": chunk.t_origin, "dt": chunk.dt,
-                  "actions": actions.tolist()}
-        if self.persistent:
-            self._exchange_ack(hook, ApplyChunkRequest, step, self.config.command_timeout_s, **fields)
-        else:
-            self._per_call_ack(hook, ApplyChunkRequest, step, self.config.command_timeout_s, **fields)
-
     def safe_stop(self, reason: str) -> None:
         """Ask the process (if trustworthy), then run safe_stop_command; raise if a path failed or
         none was available."""
@@ -214,8 +195,8 @@ class SubprocessHardware:
         problems: list[str] = []
         if self._process is not None:
             problems += self._stop_process()
-        for camera in self._extra_cameras.values():
-            camera.stop()
+        for camera in (*self._cameras.values(), *self._extra_cameras.values()):
+            camera.stop()  # the cameras this connector provides are its own to stop
         if "teardown_command" in self.commands:
             try:
                 timeout = self.config.startup_timeout_s
@@ -256,7 +237,6 @@ class SubprocessHardware:
             raise self._error("hello", None, str(exc), field="command") from None
         self._declared_limits = limits_known
         self.can_apply = handshake.can_apply and limits_known
-        self.executes_chunks = handshake.execute_chunks
         self._configure(layout, cameras)
 
     def _configure(self, layout: JointLayout, cameras: dict[str, CameraDeclaration] | None) -> None:

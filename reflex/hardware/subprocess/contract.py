@@ -4,9 +4,9 @@ The same models validate every message at run time and generate the published JS
 (``schemas/connector/*.schema.json``), so the documentation cannot drift from what is enforced.
 
 Direction Reflex -> connector: requests (``hello``, ``observe``, ``enable``, ``apply``,
-``apply_chunk``, ``safe_stop``, ``close``, and ``setup`` / ``teardown`` for the per-call setup
-commands). Direction connector -> Reflex: the handshake (reply to ``hello``), the observation
-(reply to ``observe``), an acknowledgement for everything else, or an error reply.
+``safe_stop``, ``close``, and ``setup`` / ``teardown`` for the per-call setup commands).
+Direction connector -> Reflex: the handshake (reply to ``hello``), the observation (reply to
+``observe``), an acknowledgement for everything else, or an error reply.
 Numbers must be finite; unknown keys are errors; robot-specific data goes in ``extras``.
 """
 
@@ -100,17 +100,6 @@ class ApplyRequest(RequestBase):
     action: list[float] = Field(description="One value per declared joint, in declared order.")
 
 
-class ApplyChunkRequest(RequestBase):
-    """A whole guarded chunk, for connectors that declared ``execute_chunks``."""
-
-    op: Literal["apply_chunk"]
-    step: int = Field(ge=0)
-    chunk_id: int
-    t_origin: Seconds = Field(description="Action k is meant for t_origin + k * dt (monotonic).")
-    dt: float = Field(gt=0, description="Seconds between consecutive actions.")
-    actions: list[list[float]] = Field(min_length=1, description="Rows of one value per joint.")
-
-
 class SafeStopRequest(RequestBase):
     """Stop moving now and hold (or release) safely. Sent once per incident, with the reason."""
 
@@ -126,7 +115,6 @@ class CloseRequest(RequestBase):
     op: Literal["close"]
 
 
-ActionMessage = Annotated[Union[ApplyRequest, ApplyChunkRequest], Field(discriminator="op")]  # noqa: UP007
 Request = Annotated[
     Union[  # noqa: UP007
         HelloRequest,
@@ -134,7 +122,6 @@ Request = Annotated[
         ObserveRequest,
         EnableRequest,
         ApplyRequest,
-        ApplyChunkRequest,
         SafeStopRequest,
         CloseRequest,
         TeardownRequest,
@@ -181,8 +168,10 @@ class Handshake(ReplyBase):
     upper: list[float] | None = Field(None, description="Upper joint limits (apply_actions needs them).")
     cameras: list[CameraDeclaration] = Field(default_factory=list)
     can_apply: bool = Field(True, description="False for a read-only connector (dry_run only).")
-    execute_chunks: bool = Field(
-        False, description="The connector can execute whole chunks (it receives apply_chunk)."
+    execute_chunks: Literal[False] = Field(
+        False,
+        description="Reserved, must be false: Reflex sends one guarded action per control step "
+        "(`apply`), never a whole chunk, so every command is checked against the measured state.",
     )
 
     @field_validator("state_names", "action_names")
@@ -236,7 +225,7 @@ class Observation(ReplyBase):
 
 
 class Ack(ReplyBase):
-    """Reply to enable/apply/apply_chunk/safe_stop/close. Per call, empty stdout also acks."""
+    """Reply to enable/apply/safe_stop/close. Per call, empty stdout also acks."""
 
     ok: Literal[True]
 
@@ -257,7 +246,7 @@ Reply = Annotated[Union[Ack, ErrorReply], Field(discriminator="ok")]  # noqa: UP
 SCHEMAS: dict[str, tuple[Any, str]] = {
     "handshake": (Handshake, "Persistent connector -> Reflex: reply to 'hello'."),
     "observation": (Observation, "Connector -> Reflex: reply to 'observe'."),
-    "action": (ActionMessage, "Reflex -> connector: 'apply' (one step) or 'apply_chunk'."),
+    "action": (ApplyRequest, "Reflex -> connector: 'apply', one guarded action per control step."),
     "safe-stop": (SafeStopRequest, "Reflex -> connector: 'safe_stop' (stdin of safe_stop_command)."),
     "request": (Request, "Reflex -> connector: any request line."),
     "reply": (Reply, "Connector -> Reflex: acknowledgement or error reply."),
