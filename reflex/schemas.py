@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 RENDERERS: list[str] = [
@@ -35,6 +36,14 @@ def canonical(node: Any) -> Any:
     if isinstance(mapping, dict):
         out["discriminator"]["mapping"] = {_JSON_SPELLING.get(k, k): v for k, v in mapping.items()}
     return out
+
+
+def bundled_dir() -> Path:
+    """The schemas shipped inside the package (``reflex/bundled_schemas``, a link to ``schemas/`` in
+    the repository; real files in a wheel)."""
+    from importlib import resources
+
+    return Path(str(resources.files("reflex"))) / "bundled_schemas"
 
 
 def dumps(schema: dict[str, Any]) -> str:

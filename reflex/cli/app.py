@@ -2,15 +2,23 @@
 
 Only typer is imported at start-up; every command imports what it needs inside its body, so
 ``reflex --help`` stays fast. Command groups from other modules are registered in ``GROUPS``.
+
+Conventions applied to every command here, in one place: ``-h`` works like ``--help``; help shows
+readable metavars (``FILE``, ``TEXT``, ``N``; none for flags); with ``--json`` a usage error is
+printed as a JSON object too.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+from typing import Any
 
 import typer
 
 from reflex import __version__
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 app = typer.Typer(
     name="reflex",
@@ -18,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT,
 )
 
 # name -> "module:attribute" of a typer.Typer, imported when the CLI starts (modules stay light).
@@ -33,6 +42,9 @@ COMMANDS: dict[str, str] = {
     "serve": "reflex.cli.serve:serve",
     "replay": "reflex.cli.replay:replay",
 }
+
+# the type label typer would show as "<label>" -> what a person reads in the help
+METAVARS = {"path": "PATH", "file": "FILE", "directory": "DIR", "str": "TEXT", "int": "N", "float": "NUMBER"}
 
 
 def _version(value: bool) -> None:
@@ -56,10 +68,94 @@ def _load(ref: str) -> object:
 
 
 for _name, _ref in COMMANDS.items():
-    app.command(_name)(_load(_ref))  # type: ignore[arg-type, type-var]
+    app.command(_name, context_settings=CONTEXT)(_load(_ref))  # type: ignore[arg-type, type-var]
 for _name, _ref in GROUPS.items():
-    app.add_typer(_load(_ref), name=_name)  # type: ignore[arg-type]
+    _group: Any = _load(_ref)
+    _group.info.context_settings = {**CONTEXT, **(_group.info.context_settings or {})}
+    app.add_typer(_group, name=_name)
 
 
-def main() -> None:
-    app()
+def _type_label(param: Any) -> str:
+    """The bare type label of a parameter (typer's own ``<label>`` without the brackets, or click's name)."""
+    display = getattr(param, "display_type", None)
+    if callable(display):
+        try:
+            return str(display(None)).strip("<>")
+        except Exception:
+            pass
+    ptype = getattr(param, "type", None)
+    return str(getattr(ptype, "name", "text"))
+
+
+def readable_metavar(param: Any) -> str:
+    """What the help shows after an option: nothing for a flag, ``FILE`` for a path, ``a|b`` for a choice."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    label = _type_label(param)
+    many = label.startswith("list[") or param.nargs != 1 or getattr(param, "multiple", False)
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]
+    if "|" not in label:
+        label = METAVARS.get(label.lower(), label.upper())
+    return label + ("..." if many else "")
+
+
+def apply_conventions(command: Any) -> None:
+    """Readable metavars on every parameter whose author did not name one, recursively."""
+    for param in command.params:
+        if getattr(param, "param_type_name", "") == "argument":
+            # the name column already reads RECORDINGS...; typer would add a "<list[Path]>" type column
+            if hasattr(param, "display_type_rich"):
+                param.display_type_rich = lambda ctx: None
+            if param.metavar is None and param.name:
+                param.metavar = param.name.upper()
+        elif param.metavar is None:
+            param.metavar = readable_metavar(param)
+    make_help = getattr(command, "get_help_option", None)
+    if callable(make_help):  # the help option is made per invocation: a flag, so no metavar
+        def help_option(ctx: Any, _make: Any = make_help) -> Any:
+            option = _make(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        command.get_help_option = help_option
+    for sub in (getattr(command, "commands", None) or {}).values():
+        apply_conventions(sub)
+
+
+def build() -> Any:
+    command = typer.main.get_command(app)
+    apply_conventions(command)
+    return command
+
+
+def main(argv: list[str] | None = None) -> None:
+    from reflex.cli.output import wants_json
+
+    args = sys.argv[1:] if argv is None else argv
+    command: Any = build()
+    try:
+        code = command.main(args=args, prog_name="reflex", standalone_mode=False)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:
+        if not hasattr(exc, "exit_code") or not hasattr(exc, "format_message"):  # not a usage error
+            raise
+        if wants_json(args):
+            import json
+
+            print(json.dumps({"ok": False, "exitCode": exc.exit_code, "errors": [exc.format_message()]}))
+        _show_usage_error(exc)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _show_usage_error(exc: Any) -> None:
+    try:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+    except Exception:
+        exc.show()

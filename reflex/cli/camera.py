@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -196,5 +195,6 @@ def _say(quiet: bool, message: str) -> None:
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    sys.exit(code)
+    from reflex.cli.output import fail
+
+    fail(message, code)

@@ -17,6 +17,8 @@ from typing import Any
 
 import typer
 
+from reflex.cli.output import fail
+
 app = typer.Typer(help="Read-only tools for Damiao motors on a CAN bus (scan, watch).", no_args_is_help=True)
 
 CHANNEL = typer.Argument(..., help="CAN interface (can0, can_follower_l, ...) or sim:<name> for a simulated arm.")
@@ -45,8 +47,7 @@ class _Bus:
         try:
             import can  # noqa: F401
         except ImportError:
-            typer.echo("error: reflex can needs python-can: pip install 'reflex-runtime[can]'", err=True)
-            raise typer.Exit(3) from None
+            fail("reflex can needs python-can: pip install 'reflex-runtime[can]'", 3)
         from reflex.can.bus import open_bus
         from reflex.can.sim.registry import is_sim_channel
 
@@ -60,8 +61,7 @@ class _Bus:
             self.bus = open_bus(channel, interface)
         except OSError as exc:
             self.close()
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(3) from None
+            fail(str(exc), 3, channel=channel)
 
     def close(self) -> None:
         if getattr(self, "bus", None) is not None:
@@ -127,8 +127,7 @@ def watch(
     try:
         motors = run_scan(handle.bus, parse_ids(ids))
         if not motors:
-            typer.echo(f"{channel}: no motor answered", err=True)
-            raise typer.Exit(1)
+            fail(f"{channel}: no motor answered", 1, as_json, channel=channel)
         chain_motors = [
             ChainMotor(
                 f"motor {m.esc_id}",
@@ -146,8 +145,7 @@ def watch(
             time.sleep(1.0 / hz)
             _print_state(chain, chain_motors, as_json, time.monotonic() - t0)
             if chain.fault is not None:
-                typer.echo(f"error: {chain.fault}", err=True)
-                raise typer.Exit(1)
+                fail(str(chain.fault), 1, as_json, channel=channel)
     except KeyboardInterrupt:
         pass
     finally:

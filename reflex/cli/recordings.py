@@ -8,6 +8,8 @@ from typing import Any
 
 import typer
 
+from reflex.cli.output import fail
+
 app = typer.Typer(
     name="recordings", help="List, inspect and repair session recordings.", no_args_is_help=True,
     add_completion=False,
@@ -39,23 +41,28 @@ def list_(
     if as_json:
         print(json.dumps({"root": str(base), "recordings": rows}))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from reflex.cli.render import Writer
 
-    console = Console()
+    out = Writer()
     if not rows:
-        console.print(f"no recordings under {base}")
+        out.line(f"no recordings under {base}")
         return
-    table = Table("started (UTC)", "session", "status", "duration", "steps", "formats", "dropped", "size")
     for r in rows:
-        drops = {k: v for k, v in (r["dropped"] or {}).items() if v}
-        table.add_row(
-            str(r["started"] or "?"), str(r["sessionId"]), _status_markup(r["status"]),
-            "?" if r["durationS"] is None else f"{r['durationS']:.1f} s", str(r["steps"] or "?"),
-            ",".join(r["formats"]), str(sum(drops.values())) if drops else "0", _human_size(r["sizeBytes"]),
-        )
-    console.print(table)
-    console.print(f"[dim]{len(rows)} recording(s) under {base}[/]")
+        # whole ids and paths, never cut: one recording is a few lines, the terminal wraps long ones
+        drops = sum(v for v in (r["dropped"] or {}).values() if v)
+        status = out.paint(r["status"], _status_style(r["status"]))
+        out.line(f"{r['sessionId']}  {status}")
+        facts = [
+            f"started {r['started']}" if r["started"] else "start unknown",
+            "duration ?" if r["durationS"] is None else f"{r['durationS']:.1f} s",
+            f"{r['steps']} steps" if r["steps"] is not None else "steps ?",
+            ", ".join(r["formats"]) or "no formats",
+            f"{drops} dropped",
+            _human_size(r["sizeBytes"]),
+        ]
+        out.para(" · ".join(facts))
+        out.line("  " + str(r["path"]))
+    out.line(f"{len(rows)} recording(s) under {base}")
 
 
 @app.command("info")
@@ -67,8 +74,7 @@ def info(
     from reflex.recording.inspect import info as recording_info
 
     if not path.is_dir():
-        typer.echo(f"error: {path}: not a directory", err=True)
-        raise typer.Exit(2)
+        fail(f"{path}: not a directory", 2, as_json)
     data = recording_info(path.resolve())
     if as_json:
         print(json.dumps(data, default=str))
@@ -102,13 +108,11 @@ def repair(
     from reflex.recording.inspect import repair as repair_recording
 
     if not path.is_dir():
-        typer.echo(f"error: {path}: not a directory", err=True)
-        raise typer.Exit(2)
+        fail(f"{path}: not a directory", 2, as_json)
     try:
         data = repair_recording(path.resolve())
     except RuntimeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc), 1, as_json)
     failed = [n for n, r in data["formats"].items() if r.get("status") == "failed"]
     if as_json:
         print(json.dumps(data, default=str))
@@ -117,6 +121,10 @@ def repair(
             typer.echo(f"{name}: {result.get('status')}" + (f" ({result.get('error') or result.get('reason')})"
                                                            if result.get("error") or result.get("reason") else ""))
     raise typer.Exit(1 if failed else 0)
+
+
+def _status_style(status: str) -> str:
+    return {"complete": "ok", "interrupted": "bad", "degraded": "warn"}.get(status, "bold")
 
 
 def _status_markup(status: str) -> str:

@@ -13,9 +13,11 @@ def replay(
     recordings: list[Path] = typer.Argument(
         ..., help="Recording(s): a session directory, a format directory, or a recording file."
     ),
-    target: str = typer.Option(
-        ..., "--target", "-t",
-        help="Export directory, builtin:NAME, or a YAML file with a target block (local, http, websocket, webrtc).",
+    target: str | None = typer.Option(
+        None, "--target", "-t", metavar="TARGET",
+        help="Export directory, builtin:NAME, or a YAML file with a target block (local, http, websocket, "
+        "webrtc). Default: the target the recording names.",
+        show_default=False,
     ),
     fmt: str | None = typer.Option(
         None, "--format", help="Which recorded format to read when a session wrote several (default: best found)."
@@ -44,9 +46,9 @@ def replay(
 ) -> None:
     """Replay recorded observations through a target; per-joint errors, determinism, CI thresholds.
 
-    Exit codes: 0 pass; 1 a --fail-on threshold tripped; 2 bad input (flags, a missing, corrupt or
-    truncated recording); 3 the target could not be loaded or reached, or does not fit the recording;
-    130 Ctrl-C.
+    Exit codes: 0 pass; 1 a --fail-on threshold tripped;
+    2 bad input (flags; a missing, corrupt or truncated recording);
+    3 the target could not be loaded or reached, or does not fit; 130 Ctrl-C.
     """
     from reflex.errors import EXIT_ABORTED, ReflexError
 

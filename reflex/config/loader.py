@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from yaml import MappingNode, SequenceNode
 
 from reflex.config.base import PLUGIN_TAG, PluginLoadError, load_object
@@ -162,13 +162,13 @@ def _issue_from_error(error: Any, lines: dict[Path_, int]) -> ConfigIssue:
     elif kind == "union_tag_not_found":
         message = "missing 'kind'"
     elif kind == "extra_forbidden":
-        message = f"unknown field (value {_short(came)}); check the spelling against the reference"
+        message = f"unknown field (value {_short(came)})" + did_you_mean(tuple(error["loc"]))
     elif kind == "string_pattern_mismatch" and loc and loc[-1] == "kind":
         message = f"'{came}' is not a plugin path; expected 'package.module:Class' or a built-in kind"
     elif kind == "missing":
         message = "required field is missing"
     else:
-        message = f"{error['msg']} (got {_short(came)})"
+        message = f"{error['msg'].removeprefix('Value error, ')} (got {_short(came)})"
     return ConfigIssue(format_path(loc), message, _line(lines, loc))
 
 
@@ -182,6 +182,56 @@ def _unique(issues: list[ConfigIssue]) -> list[ConfigIssue]:
             seen.add(issue.path)
             out.append(issue)
     return out
+
+
+
+def did_you_mean(raw_loc: tuple[Any, ...]) -> str:
+    """``; did you mean 'max_delta'?`` from the field names valid where the unknown key sits."""
+    import difflib
+
+    from reflex.config.session import SessionConfig
+
+    names = sorted(fields_at(SessionConfig, raw_loc[:-1]))
+    key = str(raw_loc[-1]) if raw_loc else ""
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    if names:
+        return f"; expected one of {', '.join(names)}"
+    return "; check the spelling against the reference"
+
+
+def fields_at(root: type[BaseModel], raw_loc: tuple[Any, ...]) -> set[str]:
+    """The field names of the model(s) at a pydantic error location (tags and dict keys skipped)."""
+    models: list[type[BaseModel]] = [root]
+    for part in raw_loc:
+        inside = [m for m in models if part in m.model_fields]
+        if inside:
+            models = [c for m in inside for c in _models_in(m.model_fields[part].annotation)]
+            continue
+        tagged = [m for m in models if _kind_literal(m) == part]
+        if tagged:  # a union tag in the location
+            models = tagged
+        # otherwise a dict key or list index: the models stay
+    return {name for m in models for name in m.model_fields}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """Model classes reachable inside an annotation (unions, Optional, list, dict values, Annotated)."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out.extend(_models_in(arg))
+    return out
+
+
+def _kind_literal(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    args: tuple[Any, ...] = tuple(getattr(field.annotation, "__args__", ())) if field is not None else ()
+    return args[0] if len(args) == 1 and isinstance(args[0], str) else None
 
 
 def _strip_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:

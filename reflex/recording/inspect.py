@@ -47,8 +47,20 @@ def find_recordings(root: Path, max_depth: int = 3) -> list[Path]:
     return sorted(found, key=_started, reverse=True)
 
 
+# the file each format's directory holds once it recorded anything (a bare "lerobot/" folder of
+# source code is not a recording)
+FORMAT_MARKERS = {
+    "jsonl": ("meta.json", "steps.jsonl"),
+    "lerobot": ("meta/info.json",),
+    "mcap": ("session.mcap",),
+    "rerun": ("session.rrd",),
+}
+
+
 def _is_recording(path: Path) -> bool:
-    return (path / MANIFEST).is_file() or any((path / f).is_dir() for f in FORMAT_DIRS)
+    if (path / MANIFEST).is_file():
+        return True
+    return any((path / fmt / marker).is_file() for fmt, markers in FORMAT_MARKERS.items() for marker in markers)
 
 
 def _started(path: Path) -> float:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reflex.errors import SetupError
+from reflex.errors import ConfigError, ConfigIssue, SetupError
 from reflex.ports import TargetInfo
 from reflex.replay.determinism import Determinism, judge
 from reflex.replay.episode import Episode, RecordingError
@@ -17,7 +17,7 @@ from reflex.replay.metrics import JointErrors, joint_errors
 from reflex.replay.observation import ChunkInput, chunk_inputs
 from reflex.replay.readers import read_recording
 from reflex.replay.report import ReplayReport
-from reflex.replay.target import ReplayTarget, TargetPool, parse_target
+from reflex.replay.target import SOURCE, ReplayTarget, TargetPool, parse_target, target_from_recording
 from reflex.replay.thresholds import Threshold, Violation, check
 from reflex.runtime.chunks import ChunkInvalid, shaped_chunk
 from reflex.runtime.target_fit import RobotSide, target_mismatches
@@ -55,14 +55,23 @@ class EpisodeReplay:
     infer_s: float  # the target's inference
 
 
-def replay(paths: list[Path], target: str, options: ReplayOptions, cwd: Path | None = None) -> ReplayReport:
-    """Read every recording, run the target on each recorded observation, compare, judge."""
+def replay(
+    paths: list[Path], target: str | None, options: ReplayOptions, cwd: Path | None = None
+) -> ReplayReport:
+    """Read every recording, run the target on each recorded observation, compare, judge.
+
+    Without ``target`` the first recording's own target block is used (the export it ran)."""
     cwd = cwd or Path.cwd()
-    choice = parse_target(target, cwd)
+    choice = parse_target(target, cwd) if target is not None else None
     t0 = time.perf_counter()
     episodes: list[Episode] = []
     for path in paths:
         episodes.extend(read_recording(path, options.fmt, options.allow_partial))
+    if choice is None:
+        if not episodes:
+            raise ConfigError(SOURCE, [ConfigIssue("--target", "no episode to take the target from; pass --target")])
+        choice, target = target_from_recording(episodes[0].meta, cwd)
+    assert target is not None
     t_read = time.perf_counter()
     pool = TargetPool(choice, options.seed, options.api_key, options.verbose)
     results: list[EpisodeReplay] = []

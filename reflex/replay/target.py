@@ -48,7 +48,8 @@ def parse_target(value: str, cwd: Path) -> TargetChoice:
 
     path = Path(value).expanduser()
     if value.startswith(BUILTIN_PREFIX):
-        return TargetChoice(LocalTargetSpec(export=value), cwd, value)
+        # unvalidated: a wrong name fails when the target loads (exit 3, the built-ins listed)
+        return TargetChoice(LocalTargetSpec.model_construct(export=value), cwd, value)
     if not path.is_absolute():
         path = (cwd / path).resolve()
     if path.is_dir():
@@ -63,6 +64,26 @@ def parse_target(value: str, cwd: Path) -> TargetChoice:
         [ConfigIssue("--target", f"'{value}' {what}: expected an export directory, builtin:NAME, or a YAML "
                      "file with a target block")],
     )
+
+
+def target_from_recording(meta: Any, cwd: Path) -> tuple[TargetChoice, str]:
+    """No ``--target``: the target block the recorded session ran (its export, its URL), and a
+    label for the report. Relative exports resolve against the recorded config file's folder."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from reflex.config.session import TargetBlock
+
+    block = (meta.config_resolved or {}).get("target")
+    if not isinstance(block, dict):
+        raise ConfigError(SOURCE, [ConfigIssue("--target", "the recording names no target; pass --target")])
+    try:
+        spec: TargetSpec = TypeAdapter(TargetBlock).validate_python(block)
+    except ValidationError as exc:
+        raise ConfigError(SOURCE, [ConfigIssue("--target", f"the recording's target block is not valid today "
+                                                          f"({exc.errors()[0]['msg']}); pass --target")]) from None
+    config_dir = (cwd / Path(meta.config_path or ".").expanduser()).parent
+    label = str(block.get("export") or block.get("url") or block.get("kind"))
+    return TargetChoice(spec, config_dir.resolve(), label), label
 
 
 def _spec_from_yaml(path: Path) -> TargetSpec:

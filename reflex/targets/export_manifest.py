@@ -292,9 +292,13 @@ def resolve_export_dir(value: str, base: Path) -> Path:
     """``builtin:demo`` names an export shipped in the package; anything else is a path."""
     if value.startswith(BUILTIN_PREFIX):
         name = value[len(BUILTIN_PREFIX) :]
-        root = Path(str(resources.files("reflex.demo"))) / "exports" / name
-        if not root.is_dir():
-            raise FileNotFoundError(f"no built-in export named '{name}'")
+        exports = Path(str(resources.files("reflex.demo"))) / "exports"
+        root = exports / name
+        if not name or not root.is_dir():
+            known = sorted(p.name for p in exports.iterdir() if (p / MANIFEST_NAME).is_file())
+            raise FileNotFoundError(
+                f"no built-in export named '{name}'; built-ins: {', '.join(BUILTIN_PREFIX + k for k in known)}"
+            )
         return root
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base / path).resolve()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from reflex.config.base import BuildContext
 from reflex.ports import Target
@@ -26,6 +27,19 @@ class LocalTargetSpec(TargetSpec):
     )
     seed: int | None = Field(None, description="Seed of the policy noise; default: the export's.")
     intra_op_threads: int = Field(1, ge=1, description="ONNX Runtime threads for one inference.")
+
+    @field_validator("export")
+    @classmethod
+    def _known_builtin(cls, value: str) -> str:
+        """A wrong ``builtin:NAME`` is a config error that lists the built-ins, not a crash at connect."""
+        from reflex.targets.export_manifest import BUILTIN_PREFIX, resolve_export_dir
+
+        if value.startswith(BUILTIN_PREFIX):
+            try:
+                resolve_export_dir(value, Path("."))
+            except FileNotFoundError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     def build(self, ctx: BuildContext) -> Target:
         from reflex.targets.export_manifest import resolve_export_dir
