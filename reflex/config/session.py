@@ -158,7 +158,9 @@ class SessionConfig(StrictModel):
     )
     control_rate_hz: float = Field(30.0, gt=0, le=1000, description="Control loop rate.")
     max_steps: int = Field(0, ge=0, description="Control steps to run; 0 = until stopped.")
-    duration_s: float | None = Field(None, gt=0, description="Stop after this many seconds.")
+    duration_s: float | None = Field(
+        None, gt=0, description="Stop after the control loop ran this many seconds (set-up not counted)."
+    )
     expert_override: ExpertOverride | None = Field(
         None,
         description="Deliberately allow the listed fields outside their sensible range (see "

@@ -31,6 +31,7 @@ from reflex.ports import (
 )
 from reflex.runtime.cameras import SessionCameras
 from reflex.runtime.chunks import ChunkInvalid, ChunkSchedule, validate_chunk
+from reflex.runtime.collector import LoopCollector
 from reflex.runtime.guard import ActionGuard, GuardRejected
 from reflex.runtime.inference import InferenceResult, InferenceWorker
 from reflex.runtime.report import Incident, LoopReport
@@ -89,6 +90,8 @@ class ControlLoop:
         self.stale_steps = 0
         self.skew_events = 0
         self.overruns = 0
+        self.slow_ticks = 0  # ticks whose work took more than two periods
+        self.collector = LoopCollector()  # the GC runs between ticks, never inside one
         self.next_chunk_id = 1
         self.first_action_t: float | None = None
         self._consecutive_holds = 0
@@ -164,15 +167,24 @@ class ControlLoop:
     # -- main loop -----------------------------------------------------------------------
     def run(self, t_start: float) -> LoopReport:
         """Run until max_steps / duration / a stop request / an incident; returns the report."""
-        incident = self._run(t_start)
+        incident = self._run()
         return self.report(time.monotonic() - t_start, incident)
 
-    def _run(self, t_start: float) -> Incident | None:
+    def _run(self) -> Incident | None:
         cfg = self.config
         max_steps = cfg.max_steps or None
-        deadline = t_start + cfg.duration_s if cfg.duration_s else None
+        # duration_s is the loop's own running time: set-up (connect, first chunk) is not counted
+        deadline = time.monotonic() + cfg.duration_s if cfg.duration_s else None
+        self.collector.start()
+        try:
+            return self._ticks(max_steps, deadline)
+        finally:
+            self.collector.stop()
+
+    def _ticks(self, max_steps: int | None, deadline: float | None) -> Incident | None:
         t_next = time.monotonic()
         step = 0
+        slow = 2 * self.period
         while not self.gate.stop_requested.is_set():
             if max_steps is not None and step >= max_steps:
                 break
@@ -184,6 +196,8 @@ class ControlLoop:
             t_tick = time.monotonic()
             self.lateness.add((t_tick - t_next) * 1e3)
             incident = self._tick(step, t_tick)
+            if time.monotonic() - t_tick > slow:
+                self.slow_ticks += 1
             if self.exhausted is not None:
                 break
             self.steps = step + 1
@@ -195,6 +209,7 @@ class ControlLoop:
                 # More than a whole period behind: skip the missed ticks instead of bursting.
                 self.overruns += 1
                 t_next = time.monotonic()
+            self.collector.idle(t_next - time.monotonic())
         return None
 
     def _tick(self, step: int, t_tick: float) -> Incident | None:
@@ -390,6 +405,8 @@ class ControlLoop:
             stale_steps=self.stale_steps,
             skew_events=self.skew_events,
             overruns=self.overruns,
+            slow_ticks=self.slow_ticks,
+            gc=self.collector.summary(),
             first_action_t=self.first_action_t,
             incident=incident,
             exhausted=self.exhausted,

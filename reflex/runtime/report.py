@@ -29,6 +29,8 @@ class LoopReport:
     stale_steps: int = 0
     skew_events: int = 0
     overruns: int = 0
+    slow_ticks: int = 0  # ticks whose work took more than two periods
+    gc: dict[str, Any] = field(default_factory=dict)  # collections between ticks (LoopCollector)
     first_action_t: float | None = None  # monotonic time of the first guarded action
     incident: Incident | None = None
     exhausted: str | None = None  # a finite source (a replayed recording) ran out

@@ -66,6 +66,8 @@ class SessionResult:
             "rateHz": rate_hz,
             "latenessMs": report.lateness_ms,
             "overruns": report.overruns,
+            "slowTicks": report.slow_ticks,
+            "gc": report.gc,
             "heldSteps": report.held_steps,
         }
         self.stages_ms = dict(report.stages_ms)

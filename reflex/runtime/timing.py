@@ -1,33 +1,62 @@
-"""Cheap latency bookkeeping for the control loop (append on the hot path, summarise at the end)."""
+"""Cheap latency bookkeeping for the control loop (add on the hot path, summarise at the end).
+
+Memory stays flat however long a session runs: each quantity keeps every sample up to
+:data:`CAPACITY` (so ordinary sessions report exact percentiles), then a uniform random reservoir
+of that size (Vitter's algorithm R), while count, mean and max stay exact.
+"""
 
 from __future__ import annotations
 
+import random
+from array import array
+
 import numpy as np
+
+CAPACITY = 1 << 16  # 65,536 samples: 512 KiB per quantity; a 1 kHz loop fills it in ~66 s
 
 
 class Samples:
-    """Millisecond samples of one quantity."""
+    """Millisecond samples of one quantity, in bounded memory."""
 
-    __slots__ = ("values",)
+    __slots__ = ("_kept", "_rng", "capacity", "count", "max", "total")
 
-    def __init__(self) -> None:
-        self.values: list[float] = []
+    def __init__(self, capacity: int = CAPACITY) -> None:
+        self.capacity = capacity
+        self._kept = array("d")
+        self._rng = random.Random(0x5EED)  # seeded: the same samples give the same summary
+        self.count = 0
+        self.total = 0.0
+        self.max = float("-inf")
 
     def add(self, ms: float) -> None:
-        self.values.append(ms)
+        self.count += 1
+        self.total += ms
+        if ms > self.max:
+            self.max = ms
+        if len(self._kept) < self.capacity:
+            self._kept.append(ms)
+            return
+        slot = self._rng.randrange(self.count)  # keep each sample with probability capacity/count
+        if slot < self.capacity:
+            self._kept[slot] = ms
+
+    @property
+    def kept(self) -> int:
+        """How many samples the percentiles are computed from (``min(count, capacity)``)."""
+        return len(self._kept)
 
     def summary(self) -> dict[str, float | int]:
-        if not self.values:
+        if not self.count:
             return {"count": 0}
-        arr = np.asarray(self.values)
+        arr = np.frombuffer(self._kept, dtype=np.float64)
         p50, p90, p99 = np.percentile(arr, [50, 90, 99])
         return {
-            "count": int(arr.size),
+            "count": self.count,
             "p50": round(float(p50), 4),
             "p90": round(float(p90), 4),
             "p99": round(float(p99), 4),
-            "max": round(float(arr.max()), 4),
-            "mean": round(float(arr.mean()), 4),
+            "max": round(float(self.max), 4),
+            "mean": round(self.total / self.count, 4),
         }
 
 
