@@ -23,10 +23,13 @@ from reflex.targets.local.target import LocalTarget
 class JournalSim(SimRobot):
     """The sim robot, journaling each port call to ``journal`` (one JSON line per call)."""
 
-    def __init__(self, journal: str, stale_after: int | None = None, **config: object) -> None:
+    def __init__(
+        self, journal: str, stale_after: int | None = None, home_s: float = 0.0, **config: object
+    ) -> None:
         super().__init__(SimConfig.model_validate(config))
         self._journal = Path(journal)
         self._stale_after = stale_after
+        self._home_s = home_s  # go_home takes this long (a slow drive home, as on real arms)
         self.last_read_step: int | None = None
         self._write("init")
 
@@ -64,6 +67,13 @@ class JournalSim(SimRobot):
     def close(self) -> None:
         self._write("close")
         super().close()
+
+    def go_home(self) -> None:
+        self._write("home_start")
+        deadline = time.monotonic() + self._home_s
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._write("home_end")
 
 
 def read_journal(path: Path) -> list[dict[str, object]]:

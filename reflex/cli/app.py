@@ -132,7 +132,10 @@ def build() -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     from reflex.cli.output import wants_json
+    from reflex.runtime.signals import hold_until_exit
 
+    if argv is None:  # the ``reflex`` process itself: signal handlers stay until it exits
+        hold_until_exit()
     args = sys.argv[1:] if argv is None else argv
     command: Any = build()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -41,8 +42,8 @@ def connect(
 ) -> None:
     """Run a closed-loop session: observe, infer, guard, apply (or only log), record."""
     from reflex.cli.output import fail
-    from reflex.config.overrides import parse_formats
-    from reflex.errors import EXIT_CONFIG, ConfigError
+    from reflex.errors import EXIT_CONFIG, ConfigError, SessionAborted
+    from reflex.runtime.signals import SignalGate
 
     if config_arg is not None and config_opt is not None and config_arg != config_opt:
         fail(f"two configs given ({config_arg} and {config_opt}); pass one", EXIT_CONFIG, as_json)
@@ -51,52 +52,82 @@ def connect(
         fail("no config: reflex connect robot.yaml (or -c robot.yaml)", EXIT_CONFIG, as_json)
     _logging(verbose)
     no_record = no_record or os.environ.get("REFLEX_NO_RECORD", "") not in ("", "0", "false")
+    # SIGINT, SIGTERM and SIGHUP take one path from here to the exit (docs/safety.md): a signal
+    # while the file loads aborts with nothing built; the exit status is the printed exitCode.
+    gate = SignalGate()
+    gate.install()
     try:
-        format_list = parse_formats(formats, str(config))
-        if check:
-            from reflex.runtime.check import check_session_file
+        try:
+            payload = _run(config, record, formats, no_record, api_key, verbose, check, gate)
+        except ConfigError as exc:
+            payload = {
+                "ok": False,
+                "config": str(config),
+                "exitCode": exc.exit_code,
+                "errors": [str(i) for i in exc.issues],
+            }
+            _write(sys.stderr, f"error: {exc}")
+        except SessionAborted as exc:
+            payload = {"ok": False, "config": str(config), "exitCode": exc.exit_code, "stopReason": "aborted",
+                       "safeStops": 0, "errors": [str(exc)]}
+            _write(sys.stderr, f"aborted: {exc}")
+        gate.phase = "done"  # decided: later signals are only counted
+        _emit(payload, as_json, check)
+    finally:
+        gate.release()  # a no-op in the ``reflex`` process itself: handlers stay until it exits
+    raise typer.Exit(int(payload["exitCode"]))
 
-            report = check_session_file(config, api_key=api_key)
-            _emit_check(report, as_json)
-            raise typer.Exit(report["exitCode"])
-        from reflex.runtime.session import run_session_file
 
-        result = run_session_file(
-            config,
-            record_dir=record,
-            formats=format_list,
-            no_record=no_record,
-            api_key=api_key,
-            verbose=verbose,
-        )
-    except ConfigError as exc:
-        payload = {
-            "ok": False,
-            "config": str(config),
-            "exitCode": exc.exit_code,
-            "errors": [str(i) for i in exc.issues],
-        }
-        if as_json:
-            print(json.dumps(payload))
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(exc.exit_code) from None
-    payload = result.to_json()
+def _run(
+    config: Path, record: str | None, formats: str | None, no_record: bool, api_key: str | None,
+    verbose: bool, check: bool, gate: Any,
+) -> dict[str, Any]:
+    from reflex.config.overrides import parse_formats
+
+    format_list = parse_formats(formats, str(config))
+    if check:
+        from reflex.runtime.check import check_session_file
+
+        return check_session_file(config, api_key=api_key)
+    from reflex.runtime.session import run_session_file
+
+    result = run_session_file(
+        config, record_dir=record, formats=format_list, no_record=no_record, api_key=api_key,
+        verbose=verbose, gate=gate,
+    )
+    return result.to_json()
+
+
+def _emit(payload: dict[str, Any], as_json: bool, check: bool) -> None:
     if as_json:
-        print(json.dumps(payload))
-    else:
-        from reflex.cli.render import render_result
-
-        render_result(payload)
-    raise typer.Exit(result.exit_code)
-
-
-def _emit_check(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(report))
+        _write(sys.stdout, json.dumps(payload))
         return
-    from reflex.cli.render import render_check
+    if "steps" not in payload and not (check and "checks" in payload):
+        return  # an error before a session: already on stderr
+    from reflex.cli.render import render_check, render_result
 
-    render_check(report)
+    try:
+        (render_check if check else render_result)(payload)
+    except OSError:
+        _detach_output()
+
+
+def _write(stream: Any, text: str) -> None:
+    """Print, surviving a terminal that is gone (SIGHUP): the exit status must still be the code."""
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:
+        _detach_output()
+
+
+def _detach_output() -> None:
+    """stdout/stderr point at a closed terminal or pipe: send them to /dev/null so Python's final
+    flush cannot fail and change the exit status."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _logging(verbose: bool) -> None:

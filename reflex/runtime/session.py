@@ -106,13 +106,15 @@ class Session:
         self.loop: ControlLoop | None = None
         self.enabled = False
         self._enable_failed = False
+        self._hardware_closed = False
+        self._owns_signals = False
         self._t_start = 0.0
         self._report: LoopReport | None = None
 
     # -- public ---------------------------------------------------------------------------
     def run(self) -> SessionResult:
         self._t_start = time.monotonic()
-        self.gate.install()
+        self._owns_signals = self.gate.install()
         incident: Incident | None = None
         try:
             self._connect()
@@ -266,11 +268,13 @@ class Session:
             self._safe_stop(f"home failed: {exc}")
         health = self.cameras.health()
         res.errors.extend(self.cameras.stop())
+        self._forced_during_shutdown()
         if self.hardware is not None:
             try:
                 self.hardware.close()
             except Exception as exc:
                 res.errors.append(f"hardware: close: {type(exc).__name__}: {exc}")
+            self._hardware_closed = True
         if self.worker is not None:
             self.worker.close()
         if self.target is not None:
@@ -287,7 +291,22 @@ class Session:
         for name, info in health.items():
             res.cameras.setdefault(name, {})["health"] = info
         self._close_recording()
-        self.gate.restore()
+        self.gate.phase = "done"  # the result is decided: from here on signals are only counted
+        self._forced_during_shutdown()
+        if self._owns_signals:
+            self.gate.restore()
+
+    def _forced_during_shutdown(self) -> None:
+        """A second signal after the loop ended forces the session too (exit 130): one safe stop
+        while the hardware is still open, whatever the gap between the two signals."""
+        res = self.result
+        if not self.gate.forced or res.stop_reason in ("forced_exit", "aborted"):
+            return
+        res.aborted = True
+        res.errors.append(f"second {self.gate.last_signal} during shutdown: leaving now")
+        res.stop_reason = "forced_exit"
+        if res.safe_stops == 0 and self.hardware is not None and not self._hardware_closed:
+            self._safe_stop(f"second {self.gate.last_signal} during shutdown")
 
     def _safe_stop(self, reason: str) -> None:
         """Exactly one safe stop per incident; a failing safe stop is reported, never hidden."""
