@@ -1,5 +1,5 @@
 """Helpers for the serve/remote tests: a test policy, an in-process server on a real loopback
-port, ``reflex serve`` as a real subprocess, and an openpi-protocol server simulator."""
+port, ``reflex serve`` as a real subprocess."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,57 +192,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-class OpenpiServerSim:
-    """A faithful stand-in for openpi's ``WebsocketPolicyServer`` (research/transports.md §1):
-    metadata frame first, strict request/response turns, ``infer`` run *on* the event loop,
-    ``server_timing.infer_ms``, and on an exception a text frame with the traceback followed by
-    a close with code 1011. Written from the protocol description, not from openpi's code."""
-
-    def __init__(self, infer: Callable[[dict[str, Any]], dict[str, Any]], metadata: dict[str, Any]) -> None:
-        self.infer = infer
-        self.metadata = metadata
-        self.port = 0
-        self.received: list[dict[str, Any]] = []
-        self._loop = asyncio.new_event_loop()
-        self._server: Any = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def __enter__(self) -> OpenpiServerSim:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def _start(self) -> Any:
-        from websockets.asyncio.server import serve
-
-        return await serve(self._handler, "127.0.0.1", 0, compression=None, max_size=None)
-
-    async def _handler(self, ws: Any) -> None:
-        from reflex.wire.msgpack_numpy import packb, unpackb
-
-        await ws.send(packb(self.metadata))
-        async for message in ws:
-            obs = unpackb(message)
-            self.received.append(obs)
-            t0 = time.monotonic()
-            try:
-                result = self.infer(obs)
-            except Exception:
-                await ws.send(traceback.format_exc())
-                await ws.close(1011, "Internal server error. Traceback included in previous frame.")
-                return
-            result = dict(result)
-            result["server_timing"] = {"infer_ms": (time.monotonic() - t0) * 1e3}
-            await ws.send(packb(result))
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.close()
-        asyncio.run_coroutine_threadsafe(self._server.wait_closed(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
 
 
 def http_json(port: int, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,

@@ -46,7 +46,7 @@ HARDWARE_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("sim config unknown field", {"kind": "sim", "config": {"speed": 3}}, "hardware.config.speed",
      "unknown field"),
     ("sim initial pose too short", {"kind": "sim", "config": {"initial_pose": [0, 1]}},
-     "hardware.config.initial_pose", "at least 14"),
+     "hardware.config.initial_pose", "has 14 joints"),
     ("unknown hardware kind", {"kind": "yam_trimanual", "config": {}}, "hardware.kind", "unknown kind"),
 ]
 

@@ -20,7 +20,6 @@ pytest.importorskip("aiortc")
 from serve_testutil import (
     IMAGE_HW,
     STATE_DIM,
-    OpenpiServerSim,
     ScriptedPolicy,
     ServerThread,
     expected_actions,
@@ -179,46 +178,6 @@ def test_server_back_within_the_retry_window_recovers(kind: str) -> None:
 
 
 # -- other servers -------------------------------------------------------------------------------
-
-
-def aloha_like_infer(obs: dict[str, Any]) -> dict[str, Any]:
-    if obs.get("prompt") == "explode":
-        raise ValueError("bad prompt")
-    images = obs["images"]
-    assert set(images) == {"cam_high"} and images["cam_high"].shape == (3, 224, 224)
-    return {"actions": np.tile(np.asarray(obs["state"], dtype=np.float32), (10, 1))}
-
-
-def test_websocket_target_talks_to_an_openpi_server() -> None:
-    openpi = {
-        "images": {"top": ["images", "cam_high"]},
-        "image_layout": "chw",
-        "action_dim": STATE_DIM,
-        "action_dt_s": 0.02,
-        "extra": {"episode": "e1"},
-    }
-    with OpenpiServerSim(aloha_like_infer, {"action_horizon": 10, "reset_pose": [0.0] * 6}) as sim:
-        spec = WebsocketTargetSpec(url=f"ws://127.0.0.1:{sim.port}", api_key_env=None, image_size=(224, 224),
-                                   openpi=openpi)  # type: ignore[arg-type]
-        target = connected(spec)
-        try:
-            actions, timing = target.infer(observation())
-            sent = sim.received[-1]
-            assert set(sent) == {"state", "images", "prompt", "episode"} and sent["state"].dtype == np.float32
-            np.testing.assert_allclose(actions, np.tile(np.linspace(-0.5, 0.5, STATE_DIM), (10, 1)), atol=1e-6)
-            assert timing["server_ms"] >= 0
-            explode = observation()
-            explode.task = "explode"
-            with pytest.raises(RemoteError, match="ValueError: bad prompt"):
-                target.infer(explode)  # openpi's traceback frame; then it closes with 1011
-            assert target.infer(observation())[0].shape == (10, STATE_DIM)  # reconnected
-        finally:
-            target.close()
-
-
-def test_websocket_target_needs_a_mapping_for_openpi_servers() -> None:
-    with OpenpiServerSim(aloha_like_infer, {}) as sim, pytest.raises(SetupError, match=r"target\.openpi"):
-        connected(WebsocketTargetSpec(url=f"ws://127.0.0.1:{sim.port}", api_key_env=None))
 
 
 class AppThread:

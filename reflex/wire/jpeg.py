@@ -86,6 +86,22 @@ def resize_rgb(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(resized)
 
 
+def resize_with_pad(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Letterbox: scale to fit inside ``height x width`` keeping the aspect ratio (bilinear),
+    centred on black. What openpi's clients do before sending (``tf.image.resize_with_pad``
+    semantics: sizes truncated, offsets floored), so a policy sees what it was trained on."""
+    h, w = image.shape[:2]
+    if (h, w) == (height, width):
+        return image
+    ratio = max(w / width, h / height)
+    new_h, new_w = int(h / ratio), int(w / ratio)
+    resized = resize_rgb(image, new_h, new_w)
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = max(0, (height - new_h) // 2), max(0, (width - new_w) // 2)
+    out[top : top + new_h, left : left + new_w] = resized
+    return out
+
+
 @dataclass
 class JpegBudgetEncoder:
     """Encodes each camera's frames as JPEG no larger than ``budget_bytes``.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -34,6 +36,11 @@ class RemoteError(RuntimeError):
         self.field = field
 
 
+class ResponseTooLarge(RuntimeError):
+    """A reply over ``max_response_mb``: not retried (the server would send it again); the
+    session stops safely with this as the cause."""
+
+
 class TransportGaveUp(RuntimeError):
     """Transport failures lasted longer than ``retry_for_ms``; the session must safe-stop."""
 
@@ -47,6 +54,19 @@ def resolve_api_key(spec: RemoteTargetSpec, ctx: BuildContext) -> str | None:
     if spec.api_key_env and os.environ.get(spec.api_key_env):
         return os.environ[spec.api_key_env]
     return ctx.api_key
+
+
+def ssl_context(spec: RemoteTargetSpec, ctx: BuildContext) -> ssl.SSLContext | None:
+    """The TLS context for https:// and wss:// (certificates verified; ``ca_file`` adds a trust root)."""
+    if spec.ca_file is None:
+        return None
+    path = Path(spec.ca_file).expanduser()
+    if not path.is_absolute():
+        path = ctx.config_dir / path
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:
+        raise SetupError("target", f"ca_file '{spec.ca_file}': cannot load it as PEM certificates: {exc}") from exc
 
 
 def _summarise(text: str, limit: int = 300) -> str:

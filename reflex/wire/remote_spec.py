@@ -40,6 +40,14 @@ class RemoteTargetSpec(TargetSpec):
         description="After a transport failure mid-session, keep retrying (reconnecting) for this long; "
         "then infer raises and the session safe-stops.",
     )
+    ca_file: str | None = Field(
+        None,
+        description="PEM file of the certificate authority (or self-signed certificate) to trust for https:// "
+        "and wss:// (relative to this file); default: the system's trust store.",
+    )
+    max_response_mb: float = Field(
+        64.0, gt=0, description="Largest reply accepted, in MiB; a bigger one ends the session with a safe stop."
+    )
     retry_backoff_ms: float = Field(20.0, gt=0, description="First pause between retries; doubles each time.")
     retry_backoff_max_ms: float = Field(250.0, gt=0, description="Longest pause between retries.")
 
@@ -50,6 +58,21 @@ class RemoteTargetSpec(TargetSpec):
         if self.retry_backoff_max_ms < self.retry_backoff_ms:
             raise ValueError("retry_backoff_max_ms must be >= retry_backoff_ms")
         return self
+
+    @property
+    def max_response_bytes(self) -> int:
+        return int(self.max_response_mb * 1024 * 1024)
+
+
+def check_url(url: str, schemes: tuple[str, ...], bare_ok: bool = False) -> None:
+    """``url`` must be ``scheme://host[:port][/path]`` with one of ``schemes`` (or bare ``host:port``)."""
+    from urllib.parse import urlsplit
+
+    if bare_ok and "://" not in url:
+        url = f"{schemes[0]}://{url}"
+    parts = urlsplit(url)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"url '{url}': expected " + " or ".join(f"{s}://host:port" for s in schemes))
 
 
 class JpegImageFields(StrictModel):

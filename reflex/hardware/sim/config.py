@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+import numpy as np
+from pydantic import Field, ValidationInfo, field_validator
 
 from reflex.config.base import BuildContext, StrictModel
 from reflex.config.bounds import sensible
 from reflex.hardware.base import HardwareSpec
-from reflex.hardware.yam_layout import yam_bimanual_layout
+from reflex.hardware.yam_layout import yam_bimanual_layout, yam_home_pose
 from reflex.ports import Hardware, JointLayout
 
 
@@ -26,8 +27,13 @@ class SimFaults(StrictModel):
 
 
 class SimConfig(StrictModel):
+    robot: Literal["yam_bimanual", "franka"] = Field(
+        "yam_bimanual",
+        description="Joint layout: yam_bimanual (2 x 6 joints + gripper, 14-D, ALOHA's order) or franka "
+        "(7 joints + gripper, 8-D, DROID's order).",
+    )
     initial_pose: list[float] | None = Field(
-        None, min_length=14, max_length=14, description="Start pose; default: home (grippers open)."
+        None, min_length=1, description="Start pose, one value per joint; default: home (grippers open)."
     )
     time_constant_s: float = Field(
         0.05,
@@ -43,15 +49,40 @@ class SimConfig(StrictModel):
     )
     faults: SimFaults = SimFaults()
 
+    @field_validator("initial_pose")
+    @classmethod
+    def _pose_fits(cls, pose: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        robot = info.data.get("robot", "yam_bimanual")
+        dim = sim_layout(robot).dim
+        if pose is not None and len(pose) != dim:
+            raise ValueError(f"{len(pose)} values; {robot} has {dim} joints")
+        return pose
+
+
+def sim_layout(robot: str) -> JointLayout:
+    if robot == "franka":
+        from reflex.hardware.franka_layout import franka_layout
+
+        return franka_layout()
+    return yam_bimanual_layout()
+
+
+def sim_home(robot: str) -> np.ndarray:
+    if robot == "franka":
+        from reflex.hardware.franka_layout import franka_home_pose
+
+        return franka_home_pose()
+    return yam_home_pose()
+
 
 class SimHardwareSpec(HardwareSpec):
-    """Two simulated YAM arms (6 joints + gripper each): 14-D state and action."""
+    """Two simulated YAM arms (6 joints + gripper each, 14-D), or one Franka arm (7 + gripper, 8-D)."""
 
     kind: Literal["sim"] = "sim"
     config: SimConfig = SimConfig()
 
     def layout(self) -> JointLayout:
-        return yam_bimanual_layout()
+        return sim_layout(self.config.robot)
 
     def build(self, ctx: BuildContext) -> Hardware:
         from reflex.hardware.sim.robot import SimRobot

@@ -1,4 +1,4 @@
-"""A simulated bimanual arm: first-order joint dynamics with a speed limit and hard stops."""
+"""A simulated robot (bimanual YAM or one Franka arm): first-order joint dynamics with a speed limit and hard stops."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import time
 
 import numpy as np
 
-from reflex.hardware.sim.config import SimConfig
-from reflex.hardware.yam_layout import yam_bimanual_layout, yam_home_pose
+from reflex.hardware.sim.config import SimConfig, sim_home, sim_layout
 from reflex.ports import StateSample
 
 
@@ -23,8 +22,8 @@ class SimRobot:
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.layout = yam_bimanual_layout()
-        pose = yam_home_pose() if config.initial_pose is None else np.array(config.initial_pose)
+        self.layout = sim_layout(config.robot)
+        pose = sim_home(config.robot) if config.initial_pose is None else np.array(config.initial_pose)
         self._q = np.clip(pose.astype(float), self.layout.lower, self.layout.upper)
         self._command: np.ndarray | None = None
         self._t = time.monotonic()

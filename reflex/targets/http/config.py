@@ -8,7 +8,13 @@ from pydantic import Field, model_validator
 
 from reflex.config.base import BuildContext, StrictModel
 from reflex.ports import Target
-from reflex.wire.remote_spec import IMAGE_ENCODING_HELP, ImageEncoding, JpegImageFields, RemoteTargetSpec
+from reflex.wire.remote_spec import (
+    IMAGE_ENCODING_HELP,
+    ImageEncoding,
+    JpegImageFields,
+    RemoteTargetSpec,
+    check_url,
+)
 
 
 class HttpMapping(StrictModel):
@@ -28,8 +34,10 @@ class HttpMapping(StrictModel):
     )
     extra: dict[str, Any] = Field(default_factory=dict, description="Constant fields added to every request.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
-    action_dim: int = Field(gt=0, description="Width of each action (the server does not say).")
-    chunk_length: int = Field(gt=0, description="Actions per chunk the server returns.")
+    action_dim: int | None = Field(
+        None, gt=0, description="Width of each action, if known; else the first chunk is checked against the robot."
+    )
+    chunk_length: int | None = Field(None, gt=0, description="Actions per chunk the server returns, if known.")
     action_dt_s: float = Field(gt=0, description="Seconds between consecutive actions of a chunk.")
     image_inputs: dict[str, tuple[int, int]] = Field(
         default_factory=dict, description="Camera -> [height, width] sent (resized on the client)."
@@ -52,12 +60,27 @@ class HttpTargetSpec(JpegImageFields, RemoteTargetSpec):
 
     @model_validator(mode="after")
     def _jpeg_needs_reflex_serve(self) -> HttpTargetSpec:
+        check_url(self.url, ("http", "https"))
         if self.image_encoding == "jpeg" and self.mapping is not None:
             raise ValueError("image_encoding: jpeg is for reflex serve; with a mapping use mapping.image_encoding")
         return self
 
     def build(self, ctx: BuildContext) -> Target:
-        from reflex.targets.http.target import HttpTarget
-        from reflex.wire.remote_client import resolve_api_key
+        from reflex.targets.http.transport import HttpSession, HttpTransport
+        from reflex.targets.protocols.mapped_json import MappedJsonProtocol
+        from reflex.targets.protocols.reflex_wire import ReflexProtocol
+        from reflex.targets.remote.ports import WireProtocol
+        from reflex.targets.remote.target import RemoteTarget
+        from reflex.wire.remote_client import resolve_api_key, ssl_context
 
-        return HttpTarget(self, resolve_api_key(self, ctx))
+        api_key = resolve_api_key(self, ctx)
+        headers = dict(self.mapping.headers) if self.mapping else {}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        session = HttpSession(self.url, headers, self.timeout_s, self.max_response_bytes, ssl_context(self, ctx))
+        protocol: WireProtocol
+        if self.mapping is not None:
+            protocol, health = MappedJsonProtocol(self.mapping), self.health_path
+        else:
+            protocol, health = ReflexProtocol(self, self.encoding), self.health_path or "/health"
+        return RemoteTarget(self, HttpTransport(session, self.url, self.act_path, health), protocol)

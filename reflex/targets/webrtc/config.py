@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reflex.config.base import BuildContext
 from reflex.ports import Target
-from reflex.wire.remote_spec import JpegImageFields, RemoteTargetSpec
+from reflex.wire.remote_spec import JpegImageFields, RemoteTargetSpec, check_url
 
 
 class WebrtcTargetSpec(JpegImageFields, RemoteTargetSpec):
@@ -32,8 +32,23 @@ class WebrtcTargetSpec(JpegImageFields, RemoteTargetSpec):
     )
     channel: Literal["ordered", "unordered"] = Field("ordered", description="Data-channel ordering.")
 
-    def build(self, ctx: BuildContext) -> Target:
-        from reflex.targets.webrtc.target import WebrtcTarget
-        from reflex.wire.remote_client import resolve_api_key
+    @model_validator(mode="after")
+    def _url(self) -> WebrtcTargetSpec:
+        check_url(self.url, ("http", "https"))
+        return self
 
-        return WebrtcTarget(self, resolve_api_key(self, ctx))
+    def build(self, ctx: BuildContext) -> Target:
+        import numpy as np
+
+        from reflex.targets.http.transport import HttpSession
+        from reflex.targets.protocols.reflex_wire import ReflexProtocol
+        from reflex.targets.remote.target import RemoteTarget
+        from reflex.targets.webrtc.transport import WebrtcTransport
+        from reflex.wire.remote_client import resolve_api_key, ssl_context
+
+        api_key = resolve_api_key(self, ctx)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        http = HttpSession(self.url, headers, self.connect_timeout_s, self.max_response_bytes, ssl_context(self, ctx))
+        # JPEG always: aiortc's SCTP moves ~10 KB/ms; float32 state: the server casts anyway
+        protocol = ReflexProtocol(self, encoder=self.jpeg_encoder(), state_dtype=np.float32)
+        return RemoteTarget(self, WebrtcTransport(self, http), protocol)

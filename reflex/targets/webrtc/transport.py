@@ -1,4 +1,9 @@
-"""The WebRTC target: aiortc on its own event-loop thread, driven by blocking ``infer`` calls."""
+"""WebRTC transport: aiortc on its own event-loop thread, driven by blocking ``exchange`` calls.
+
+HTTP offer/answer at ``<url>/webrtc/offer`` (after ``/health`` says ready), then each request
+as numbered fragments over one data channel; the reply comes back the same way in an envelope
+``{"status", "result"}``.
+"""
 
 from __future__ import annotations
 
@@ -8,96 +13,59 @@ import contextlib
 import itertools
 import json
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-import numpy as np
-
-from reflex.errors import SetupError
-from reflex.ports import Observation, TargetInfo
-from reflex.targets.http.client import HttpSession
+from reflex.targets.http.transport import HttpSession
+from reflex.targets.remote.ports import Reply, Request
 from reflex.targets.webrtc.config import WebrtcTargetSpec
 from reflex.wire.fragments import FragmentError, Reassembler, split_message
-from reflex.wire.msgpack_numpy import WireFormatError, packb, unpackb
-from reflex.wire.remote_client import (
-    RemoteError,
-    TransportFailure,
-    call_with_retry,
-    check_model_routing,
-    chunk_from_response,
-    encode_frames,
-    error_from_status,
-    model_image_sizes,
-    reflex_request,
-    select_frames,
-    target_info,
-    timing_dict,
-    wait_until_ready,
-)
+from reflex.wire.msgpack_numpy import WireFormatError, unpackb
+from reflex.wire.remote_client import RemoteError, ResponseTooLarge, TransportFailure, error_from_status
 
-STAGE = "target (webrtc)"
 T = TypeVar("T")
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
-class WebrtcTarget:
-    def __init__(self, spec: WebrtcTargetSpec, api_key: str | None) -> None:
+class WebrtcTransport:
+    name = "webrtc"
+
+    def __init__(self, spec: WebrtcTargetSpec, http: HttpSession) -> None:
         self.spec = spec
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        try:
-            self.http = HttpSession(spec.url, headers, spec.connect_timeout_s)
-        except ValueError as exc:
-            raise SetupError(STAGE, str(exc)) from exc
-        self.encoder = spec.jpeg_encoder()
-        self.image_sizes: dict[str, tuple[int, int]] = {}
+        self.url = spec.url
+        self.http = http
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pc: Any = None
         self._channel: Any = None
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
-        self._reassembler = Reassembler(MAX_RESPONSE_BYTES)
+        self._reassembler = Reassembler(spec.max_response_bytes)
         self._part_bytes = spec.part_bytes
         self._pending_channel: Any = None
 
-    # -- Target port ------------------------------------------------------------------------
-    def connect(self) -> TargetInfo:
+    def open(self) -> Reply:
+        """``GET /health``; once the server is ready, negotiate the data channel."""
         from reflex.wire.ice import default_ice_addresses, pin_host_addresses
 
         addresses = self.spec.ice_addresses
         pin_host_addresses(addresses if addresses is not None else default_ice_addresses(self.spec.url))
         self._start_loop()
-        model = wait_until_ready(self._probe_health, self.spec.connect_timeout_s, STAGE)
-        check_model_routing(self.spec, model, STAGE)
-        self.image_sizes = model_image_sizes(model)
-        wait_until_ready(self._open_peer, self.spec.connect_timeout_s, STAGE)
-        return target_info("webrtc", model, self.spec.url, {"jpeg_budget_bytes": self.spec.jpeg_budget_bytes})
+        health = self.http.request("GET", self.spec.health_path, headers={"Accept": "application/json"})
+        if health.status == 200:
+            self._open_peer()
+        return health
 
-    def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
-        t0 = time.perf_counter()
-        frames = select_frames(obs, self.image_sizes, self.spec.image_size)
-        images, image_bytes = encode_frames(frames, self.encoder)
-        body = packb(reflex_request(obs, images, self.spec.model, np.float32))
-        encode_ms = (time.perf_counter() - t0) * 1e3
-
-        def attempt() -> tuple[float, Any]:
-            if self._channel is None:
-                self._open_peer()
-            msg_id = next(self._ids)
-            parts = split_message(msg_id, body, self._part_bytes)
-            t_send = time.perf_counter()
-            reply = self._run(self._request(msg_id, parts), self.spec.timeout_s, "request")
-            return (time.perf_counter() - t_send) * 1e3, reply
-
-        (rtt_ms, reply), retries = call_with_retry(self.spec, attempt, f"webrtc {self.spec.url}")
-        if not isinstance(reply, dict) or reply.get("status") != 200:
-            status = reply.get("status", 502) if isinstance(reply, dict) else 502
-            raise error_from_status(int(status), reply, "webrtc request")
-        actions, server_ms = chunk_from_response(reply.get("result"), STAGE)
-        timing = timing_dict(rtt_ms, server_ms, retries, encode_ms)
-        timing["image_bytes"] = float(image_bytes)
-        return actions, timing
+    def exchange(self, request: Request, timeout_s: float) -> Reply:
+        if self._channel is None:
+            self._open_peer()
+        msg_id = next(self._ids)
+        parts = split_message(msg_id, b"".join(request.parts), self._part_bytes)
+        reply = self._run(self._request(msg_id, parts), timeout_s, "request")
+        if not isinstance(reply, dict):
+            raise RemoteError(502, f"webrtc reply is {type(reply).__name__}, expected an envelope")
+        status = reply.get("status", 502)
+        status = status if isinstance(status, int) else 502
+        return Reply(status, "application/msgpack", payload=reply.get("result") if status == 200 else reply)
 
     def close(self) -> None:
         loop = self._loop
@@ -111,25 +79,15 @@ class WebrtcTarget:
         self.http.close()
 
     # -- signaling ------------------------------------------------------------------------------
-    def _probe_health(self) -> dict[str, Any]:
-        status, body = self.http.get_json(self.spec.health_path)
-        if status != 200:
-            raise error_from_status(status, body, f"GET {self.spec.health_path}")
-        if not isinstance(body, dict) or not isinstance(body.get("model"), dict):
-            raise RemoteError(502, f"GET {self.spec.health_path}: not a reflex serve health answer")
-        return body["model"]
-
     def _open_peer(self) -> None:
         """Offer, POST it, apply the answer, wait for the channel to open."""
         self._run(self._close_peer(), 5.0, "close")
         offer = self._run(self._make_offer(), self.spec.connect_timeout_s, "offer")
-        status, ctype, data = self.http.request(
+        reply = self.http.request(
             "POST", self.spec.offer_path, json.dumps(offer).encode(), {"Content-Type": "application/json"}
         )
-        try:
-            answer = json.loads(data) if data else None
-        except ValueError:
-            answer = data[:300].decode(errors="replace")
+        status, ctype = reply.status, reply.content_type
+        answer = reply.decoded()
         if status != 200:
             raise error_from_status(status, answer, f"POST {self.spec.offer_path}")
         if not isinstance(answer, dict) or not isinstance(answer.get("sdp"), str):
@@ -217,7 +175,9 @@ class WebrtcTarget:
             return
         try:
             done = self._reassembler.feed(data)
-        except FragmentError:
+        except FragmentError as exc:
+            if "limit" in str(exc):  # over max_response_mb: the waiting request fails, not retried
+                self._fail_pending(str(exc), ResponseTooLarge)
             return
         if done is None:
             return
@@ -232,11 +192,12 @@ class WebrtcTarget:
             return
         future.set_result(reply)
 
-    def _fail_pending(self, reason: str) -> None:
-        self._channel = None
+    def _fail_pending(self, reason: str, error: type[Exception] = TransportFailure) -> None:
+        if error is TransportFailure:
+            self._channel = None
         for future in list(self._pending.values()):
             if not future.done():
-                future.set_exception(TransportFailure(f"webrtc: {reason}"))
+                future.set_exception(error(f"webrtc: {reason}"))
 
     async def _close_peer(self) -> None:
         pc, self._pc, self._channel = self._pc, None, None
