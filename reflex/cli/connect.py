@@ -58,7 +58,7 @@ def connect(
     gate.install()
     try:
         try:
-            payload = _run(config, record, formats, no_record, api_key, verbose, check, gate)
+            payload = _run(config, record, formats, no_record, api_key, verbose, check, gate, as_json)
         except ConfigError as exc:
             payload = {
                 "ok": False,
@@ -80,7 +80,7 @@ def connect(
 
 def _run(
     config: Path, record: str | None, formats: str | None, no_record: bool, api_key: str | None,
-    verbose: bool, check: bool, gate: Any,
+    verbose: bool, check: bool, gate: Any, as_json: bool,
 ) -> dict[str, Any]:
     from reflex.config.overrides import parse_formats
 
@@ -89,11 +89,13 @@ def _run(
         from reflex.runtime.check import check_session_file
 
         return check_session_file(config, api_key=api_key)
+    from reflex.cli.live import LiveStatus, wanted
     from reflex.runtime.session import run_session_file
 
+    watchers = [LiveStatus(sys.stdout)] if wanted(sys.stdout, as_json) else []
     result = run_session_file(
         config, record_dir=record, formats=format_list, no_record=no_record, api_key=api_key,
-        verbose=verbose, gate=gate,
+        verbose=verbose, gate=gate, watchers=watchers,  # type: ignore[arg-type]
     )
     return result.to_json()
 

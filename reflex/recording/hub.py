@@ -12,6 +12,7 @@ Given a directory, the hub also keeps ``<directory>/recording.json`` (see :mod:`
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -26,6 +27,8 @@ FLUSH_EVERY_S = 1.0
 DEFAULT_BUDGET_BYTES = 256 * 2**20  # record.queue_budget_mb's default
 ITEM_OVERHEAD_BYTES = 4096  # a step's state, action, events and Python objects, without its frames
 _STOP = object()
+SINK_BUDGET_BYTES = 32 * 2**20  # the live viewer's backlog: it drops rather than hold more
+SINK_CLOSE_S = 5.0
 
 
 def item_bytes(item: object) -> int:
@@ -154,10 +157,16 @@ class RecordingHub:
         queue_size: int,
         directory: Path | None = None,
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        sinks: list[Recorder] | None = None,
     ) -> None:
-        """``budget_bytes`` bounds every queue together: each format gets an equal share."""
+        """``budget_bytes`` bounds every queue together: each format gets an equal share.
+
+        ``sinks`` (the live viewer) are fed the same items on their own writer threads, best
+        effort: their drops and failures never count as the recording's (no error, no safe stop,
+        not in the manifest); each has a queue of ``queue_size`` items and ``SINK_BUDGET_BYTES``."""
         share = budget_bytes // max(1, len(recorders))
         self._writers = [_Writer(r, meta, queue_size, share) for r in recorders]
+        self._sinks = [_Writer(r, meta, queue_size, SINK_BUDGET_BYTES) for r in sinks or []]
         self.budget_bytes = budget_bytes
         self._meta = meta
         self._queue_size = queue_size
@@ -175,7 +184,7 @@ class RecordingHub:
                 write_json_atomic(self._directory / MANIFEST, manifest_start(self._meta, formats))
             except OSError as exc:
                 return [f"{self._directory / MANIFEST}: {type(exc).__name__}: {exc}"]
-        for w in self._writers:
+        for w in [*self._writers, *self._sinks]:
             w.start()
         for w in self._writers:
             w.opened.wait(open_timeout_s)
@@ -188,6 +197,8 @@ class RecordingHub:
                 self.t_first_step = item.t_tick
             self.t_last_step = item.t_tick
         for w in self._writers:
+            w.offer(item)
+        for w in self._sinks:
             w.offer(item)
 
     def failures(self) -> list[str]:
@@ -220,6 +231,7 @@ class RecordingHub:
             if w.thread.is_alive():
                 unfinished.append(w.stats.name)
         self._unfinished = unfinished
+        self._close_sinks(time.monotonic() + SINK_CLOSE_S)
         if self._directory is not None:
             try:
                 write_json_atomic(self._directory / MANIFEST, self._final_manifest())
@@ -228,8 +240,23 @@ class RecordingHub:
                     w.stats.extra.setdefault("manifest_error", f"{type(exc).__name__}: {exc}")
         return unfinished
 
+    def _close_sinks(self, deadline: float) -> None:
+        for w in self._sinks:
+            with contextlib.suppress(queue.Full):
+                w.queue.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
+        for w in self._sinks:
+            w.thread.join(max(0.0, deadline - time.monotonic()))
+
     def stats(self) -> list[RecorderStats]:
         return [w.stats for w in self._writers]
+
+    def sink_stats(self) -> list[RecorderStats]:
+        return [w.stats for w in self._sinks]
+
+    @property
+    def recording(self) -> bool:
+        """False when the hub only feeds sinks (recording off, the live viewer on)."""
+        return bool(self._writers)
 
     def lagging(self) -> list[str]:
         """Formats that could not keep up: dropped items or frames, or a queue that ran over half

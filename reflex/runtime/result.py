@@ -40,6 +40,7 @@ class SessionResult:
     stale: dict[str, Any] = field(default_factory=dict)
     target: dict[str, Any] = field(default_factory=dict)
     recording: dict[str, Any] | None = None
+    view: dict[str, Any] | None = None  # the live viewer (--view), when on
     expert_override: dict[str, Any] | None = None  # see reflex.config.bounds
 
     @property
@@ -102,4 +103,5 @@ class SessionResult:
             "target": self.target,
             "recording": self.recording,
             "expertOverride": self.expert_override,
+            **({"view": self.view} if self.view is not None else {}),
         }

@@ -15,15 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reflex import __version__
 from reflex.config.base import BuildContext
 from reflex.config.bounds import overridden
 from reflex.errors import SessionAborted, SetupError
-from reflex.ports import Hardware, HomingHardware, SessionEvent, SessionMeta, Target, TargetInfo
+from reflex.ports import Hardware, HomingHardware, Recorder, SessionEvent, SessionMeta, Target, TargetInfo
 from reflex.recording.hub import RecordingHub
 from reflex.recording.session_dir import new_session_id, recording_dir
 from reflex.runtime.cameras import SessionCameras
@@ -43,6 +43,18 @@ RECORDER_CLOSE_S = 30.0
 FORCED_EXIT_FLUSH_S = 2.0
 
 
+class SessionWatcher(Protocol):
+    """Something that follows a running session from its own thread (the live status line).
+
+    ``running`` is called once the loop is about to start, ``finished`` once it ended (before
+    anything else is closed or printed). Neither may block; an exception is ignored.
+    """
+
+    def running(self, session: Session) -> None: ...
+
+    def finished(self) -> None: ...
+
+
 @dataclass
 class RunOptions:
     record_dir: str | None = None
@@ -50,6 +62,9 @@ class RunOptions:
     no_record: bool = False
     api_key: str | None = None
     verbose: bool = False
+    watchers: list[SessionWatcher] = field(default_factory=list)
+    # more consumers of the recording stream (the live viewer): fed like recorders, from the hub
+    sinks: list[Recorder] = field(default_factory=list)
 
 
 def run_session_file(
@@ -61,6 +76,8 @@ def run_session_file(
     api_key: str | None = None,
     verbose: bool = False,
     gate: SignalGate | None = None,
+    watchers: list[SessionWatcher] | None = None,
+    sinks: list[Recorder] | None = None,
 ) -> SessionResult:
     """Load ``path`` and run the session. Raises ConfigError for bad input (exit code 2)."""
     from reflex.config.loader import load_session_config
@@ -69,7 +86,7 @@ def run_session_file(
     path = Path(path)
     config = load_session_config(path)
     config = apply_record_overrides(config, str(path), formats)
-    options = RunOptions(record_dir, formats, no_record, api_key, verbose)
+    options = RunOptions(record_dir, formats, no_record, api_key, verbose, list(watchers or []), list(sinks or []))
     return Session(config, path, options, gate).run()
 
 
@@ -112,6 +129,11 @@ class Session:
         self._report: LoopReport | None = None
 
     # -- public ---------------------------------------------------------------------------
+    @property
+    def t_start(self) -> float:
+        """Monotonic time the session started (connect included)."""
+        return self._t_start
+
     def run(self) -> SessionResult:
         self._t_start = time.monotonic()
         self._owns_signals = self.gate.install()
@@ -121,6 +143,7 @@ class Session:
             self.gate.phase = "running"
             self.result.stop_reason = "running"
             assert self.loop is not None
+            self._tell_watchers("running")
             self._report = self.loop.run(self._t_start)
             incident = self._report.incident
             if incident is None:
@@ -216,11 +239,14 @@ class Session:
 
     def _start_recording(self) -> None:
         cfg, opts = self.config, self.options
-        if opts.no_record or not cfg.record.enabled:
+        recording = not opts.no_record and cfg.record.enabled
+        if not recording and not opts.sinks:
             return
         from reflex.recording.factory import build_recorders
 
-        directory = recording_dir(opts.record_dir or cfg.record.dir, self.session_id, opts.api_key)
+        directory = (
+            recording_dir(opts.record_dir or cfg.record.dir, self.session_id, opts.api_key) if recording else None
+        )
         assert self.hardware is not None
         meta = SessionMeta(
             session_id=self.session_id,
@@ -238,17 +264,30 @@ class Session:
             t_start_mono=time.monotonic(),
             expert_override=self.result.expert_override,
         )
-        recorders = build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
+        recorders = (
+            build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
+            if directory is not None else []
+        )
         self.hub = RecordingHub(
-            recorders, meta, cfg.record.queue_size, directory, int(cfg.record.queue_budget_mb * 2**20)
+            recorders, meta, cfg.record.queue_size, directory, int(cfg.record.queue_budget_mb * 2**20),
+            sinks=opts.sinks,
         )
         failures = self.hub.start()
-        self.result.recording = {"path": str(directory), "formats": list(cfg.record.formats)}
+        if directory is not None:
+            self.result.recording = {"path": str(directory), "formats": list(cfg.record.formats)}
         if failures:
             raise SetupError("record", "; ".join(failures))
 
     # -- shutdown -------------------------------------------------------------------------
+    def _tell_watchers(self, what: str) -> None:
+        for watcher in self.options.watchers:
+            try:
+                watcher.running(self) if what == "running" else watcher.finished()
+            except Exception:  # a display must never take the session down
+                pass
+
     def _finish(self, incident: Incident | None) -> None:
+        self._tell_watchers("finished")
         self.gate.phase = "stopping"
         res = self.result
         if incident is not None:
@@ -332,7 +371,13 @@ class Session:
         timeout = FORCED_EXIT_FLUSH_S if self.result.stop_reason == "forced_exit" else RECORDER_CLOSE_S
         unfinished = self.hub.close(timeout, self.gate.leave_now)
         stats = self.hub.stats()
-        assert self.result.recording is not None
+        sinks = self.hub.sink_stats()
+        if sinks:  # the live viewer: reported, never an error of the session
+            self.result.view = {
+                s.name: {"sent": s.written_steps, "dropped": s.dropped, "failed": s.failed, **s.extra} for s in sinks
+            }
+        if self.result.recording is None:  # recording off: the hub only fed the viewer
+            return
         self.result.recording["dropped"] = {s.name: s.dropped for s in stats}
         self.result.recording["writtenSteps"] = {s.name: s.written_steps for s in stats}
         self.result.recording["recorderBusyS"] = {s.name: round(s.busy_s, 3) for s in stats}
