@@ -4,9 +4,11 @@ Prints, each against a baseline measured in the same run:
 - tick lateness p50/p99 of the runner vs a bare ``time.sleep`` pacing loop at the same rate;
 - per-step runner overhead excluding inference (work done on the control thread per tick);
 - time to first action (session start -> first guarded action);
-- ``reflex --help`` wall time vs a bare ``python -c pass``.
+- ``reflex --help`` wall time vs a bare ``python -c pass``;
+- the live status line (``--display``) and the live Rerun view (``--view``): lateness p99 with each
+  on vs the same session with both off, interleaved runs, median of the repeats (target <= 1.1).
 
-Usage: python bench/loop_bench.py [--seconds 20] [--rate 100]
+Usage: python bench/loop_bench.py [--seconds 20] [--rate 100] [--display] [--view] [--overhead-seconds 10]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's reflex, not another installed one
 
 
 def bare_sleep_loop(rate: float, seconds: float) -> np.ndarray:
@@ -39,7 +42,8 @@ def bare_sleep_loop(rate: float, seconds: float) -> np.ndarray:
     return np.asarray(lateness)
 
 
-def run_session(rate: float, seconds: float, out: Path) -> dict:
+def run_session(rate: float, seconds: float, out: Path, watchers: list | None = None,
+                sinks: list | None = None) -> dict:
     from reflex.runtime.session import run_session_file
 
     config = {
@@ -53,8 +57,52 @@ def run_session(rate: float, seconds: float, out: Path) -> dict:
     }
     path = out / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
-    result = run_session_file(path, record_dir=str(out / "rec"))
+    result = run_session_file(path, record_dir=str(out / "rec"), watchers=watchers, sinks=sinks)
     return result.to_json()
+
+
+class TerminalSink:
+    """A pseudo-terminal the live line is drawn on, drained by a thread (as a terminal would)."""
+
+    def __init__(self) -> None:
+        import os
+        import pty
+        import threading
+
+        master, slave = pty.openpty()
+        self.master = master
+        self.stream = os.fdopen(slave, "w", buffering=1, encoding="utf-8")
+        self.bytes = 0
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        import os
+
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.bytes += len(data)
+
+
+def overhead(label: str, rate: float, seconds: float, repeats: int, make: object) -> None:
+    """Lateness p99 of sessions with a feature on vs off, interleaved so load drifts hit both."""
+    off: list[float] = []
+    on: list[float] = []
+    for _ in range(repeats):
+        for sample, feature in ((off, False), (on, True)):
+            with tempfile.TemporaryDirectory() as tmp:
+                watchers, sinks = make() if feature else ([], [])  # type: ignore[operator]
+                result = run_session(rate, seconds, Path(tmp), watchers, sinks)
+            assert result["ok"], result["errors"]
+            sample.append(result["loop"]["latenessMs"]["p99"])
+    med_off, med_on = statistics.median(off), statistics.median(on)
+    print(f"  {label}: lateness p99 on {med_on:.3f} ms vs off {med_off:.3f} ms, ratio {med_on / med_off:.2f}  "
+          f"(target <= 1.1; {repeats} interleaved runs of {seconds:g} s each; on {[round(v, 3) for v in on]}, "
+          f"off {[round(v, 3) for v in off]})")
 
 
 def command_time(args: list[str], repeats: int = 5) -> float:
@@ -70,7 +118,30 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--display", action="store_true", help="Measure the live status line's overhead.")
+    parser.add_argument("--view", action="store_true", help="Measure the live Rerun view's overhead.")
+    parser.add_argument("--overhead-seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if args.display or args.view:
+        print(f"overhead bench: {args.rate:g} Hz, sim robot + demo policy + sim camera, jsonl recording")
+    if args.display:
+        from reflex.cli.live import LiveStatus
+
+        def display() -> tuple[list, list]:
+            return [LiveStatus(TerminalSink().stream)], []
+
+        overhead("live status line", args.rate, args.overhead_seconds, args.repeats, display)
+    if args.view:
+        from reflex.view.stream import view_sink
+
+        def view() -> tuple[list, list]:
+            return [], [view_sink("serve")]
+
+        overhead("live Rerun view (served, no viewer attached)", args.rate, args.overhead_seconds, args.repeats,
+                 view)
+    if args.display or args.view:
+        return
 
     baseline = bare_sleep_loop(args.rate, min(args.seconds, 10.0))
     with tempfile.TemporaryDirectory() as tmp:

@@ -79,7 +79,8 @@ def test_live_line_appears_updates_and_the_summary_is_whole_at_80_columns(tmp_pa
     assert len(set(steps)) >= 2 and steps == sorted(steps), live
     assert all(len(f.rstrip("\r\n")) < 80 for f in live)  # one row, so \r can redraw it
     # whole cells only, in priority order: what fits in 80 columns
-    assert all(f.startswith(f"step {n} ") and "Hz  late p99" in f and "clamps" in f for f, n in zip(live, steps))
+    for frame, step in zip(live, steps, strict=True):
+        assert frame.startswith(f"step {step} ") and "Hz  late p99" in frame and "clamps" in frame, frame
     # the summary after it: a report, no Python reprs, nothing truncated
     summary = ANSI.sub("", out[out.index("reflex connect:"):])
     assert "reflex connect: ok" in summary

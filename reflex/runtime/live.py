@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from reflex.recording.hub import RecordingHub
     from reflex.runtime.loop import ControlLoop
 
-WINDOW = 256  # lateness samples the live p99 is taken over (a few seconds at usual rates)
-
 
 @dataclass(frozen=True)
 class LiveSnapshot:
@@ -54,7 +52,7 @@ class LiveProbe:
         if self._last is not None and now > self._last[0]:
             rate = (steps - self._last[1]) / (now - self._last[0])
         self._last = (now, steps)
-        recent = loop.lateness.values[-WINDOW:]
+        recent = loop.lateness.recent()
         p99 = float(np.percentile(recent, 99)) if recent else None
         chunk = loop.schedule.current
         backlog: float | None = None

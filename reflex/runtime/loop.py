@@ -38,6 +38,8 @@ from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.signals import SignalGate
 from reflex.runtime.timing import Samples, StageTimes
 
+LIVE_WINDOW = 256  # lateness samples the live status line takes its p99 from
+
 if TYPE_CHECKING:
     from reflex.config.session import SessionConfig
     from reflex.recording.hub import RecordingHub
@@ -80,7 +82,7 @@ class ControlLoop:
         self.period = 1.0 / config.control_rate_hz
         self.safety = config.safety
         self.times = StageTimes("observe", "chunk", "guard", "apply", "record", "tick")
-        self.lateness = Samples()
+        self.lateness = Samples(recent=LIVE_WINDOW)  # the live status line reads the recent ones
         self.infer_ms = Samples()
         self.camera_stats = {n: CameraStats(age) for n, age in cameras.max_ages_s().items()}
         self.steps = 0

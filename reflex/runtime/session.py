@@ -12,6 +12,7 @@ Order (the safety invariants depend on it):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -281,10 +282,8 @@ class Session:
     # -- shutdown -------------------------------------------------------------------------
     def _tell_watchers(self, what: str) -> None:
         for watcher in self.options.watchers:
-            try:
+            with contextlib.suppress(Exception):  # a display must never take the session down
                 watcher.running(self) if what == "running" else watcher.finished()
-            except Exception:  # a display must never take the session down
-                pass
 
     def _finish(self, incident: Incident | None) -> None:
         self._tell_watchers("finished")

@@ -18,17 +18,21 @@ CAPACITY = 1 << 16  # 65,536 samples: 512 KiB per quantity; a 1 kHz loop fills i
 class Samples:
     """Millisecond samples of one quantity, in bounded memory."""
 
-    __slots__ = ("_kept", "_rng", "capacity", "count", "max", "total")
+    __slots__ = ("_kept", "_recent", "_rng", "capacity", "count", "max", "total")
 
-    def __init__(self, capacity: int = CAPACITY) -> None:
+    def __init__(self, capacity: int = CAPACITY, recent: int = 0) -> None:
+        """``recent``: also keep the last this many samples, for a live view (:meth:`recent`)."""
         self.capacity = capacity
         self._kept = array("d")
+        self._recent = array("d", bytes(8 * recent))
         self._rng = random.Random(0x5EED)  # seeded: the same samples give the same summary
         self.count = 0
         self.total = 0.0
         self.max = float("-inf")
 
     def add(self, ms: float) -> None:
+        if self._recent:
+            self._recent[self.count % len(self._recent)] = ms
         self.count += 1
         self.total += ms
         if ms > self.max:
@@ -39,6 +43,10 @@ class Samples:
         slot = self._rng.randrange(self.count)  # keep each sample with probability capacity/count
         if slot < self.capacity:
             self._kept[slot] = ms
+
+    def recent(self) -> list[float]:
+        """The last samples (up to ``recent`` of them, in no particular order); read from any thread."""
+        return list(self._recent[: min(self.count, len(self._recent))])
 
     @property
     def kept(self) -> int:
