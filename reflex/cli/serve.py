@@ -35,7 +35,7 @@ def serve(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Serve a policy: POST /act, GET /health, openpi WebSocket on /, WebRTC on /webrtc/offer."""
-    from reflex.serve.app import print_listening, run_server
+    from reflex.serve.app import print_listening, print_ready, run_server
     from reflex.serve.host import PolicyHost
     from reflex.serve.model import load_onnx_export
     from reflex.serve.options import ServeOptions
@@ -57,12 +57,51 @@ def serve(
         access_log=verbose,
     )
 
+    problem = export_problem(export)
+    if problem is not None:  # a bad path is bad input: say so before binding anything
+        typer.echo(f"reflex serve: EXPORT_DIR {problem}", err=True)
+        raise typer.Exit(2)
+
     def loader() -> tuple[object, object]:
         return load_onnx_export(export, provider_list, strict_providers, seed, threads)
 
     policy_host = PolicyHost(loader, max_concurrent=max_concurrent, warmup=warmup)  # type: ignore[arg-type]
     try:
-        run_server(policy_host, options, on_listen=lambda p: print_listening(host, p))
+        state = run_server(
+            policy_host,
+            options,
+            on_listen=lambda p: print_listening(host, p),
+            on_ready=lambda p: print_ready(options, policy_host, p),
+        )
     except OSError as exc:
         typer.echo(f"reflex serve: cannot listen on {host}:{port}: {exc}", err=True)
         raise typer.Exit(3) from None
+    if state == "failed":
+        typer.echo(f"reflex serve: the model in '{export}' does not load: {policy_host.error}", err=True)
+        raise typer.Exit(3)
+
+
+def export_problem(export: str) -> str | None:
+    """What is wrong with the EXPORT_DIR argument as a path, or None (loading may still fail)."""
+    from pathlib import Path
+
+    from pydantic import ValidationError
+
+    from reflex.targets.export_manifest import MANIFEST_NAME, load_manifest, resolve_export_dir
+
+    try:
+        export_dir = resolve_export_dir(export, Path.cwd())
+    except FileNotFoundError as exc:
+        return f"'{export}': {exc}"
+    if not export_dir.exists():
+        return f"'{export}' does not exist (expected an export directory or builtin:NAME)"
+    if not (export_dir / MANIFEST_NAME).is_file():
+        return f"'{export}' is not an export: no {MANIFEST_NAME} in {export_dir}"
+    try:
+        load_manifest(export_dir)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:8])
+        return f"'{export}': {MANIFEST_NAME} is not a valid export manifest: {fields}"
+    except (OSError, ValueError) as exc:
+        return f"'{export}': {MANIFEST_NAME} is not a valid export manifest: {exc}"
+    return None

@@ -57,9 +57,16 @@ async def start_site(app: web.Application, options: ServeOptions) -> tuple[web.A
 
 
 def run_server(
-    host: PolicyHost, options: ServeOptions, on_listen: Callable[[int], None] | None = None
-) -> None:
-    """Bind first, then load the model in the background; serve until SIGINT/SIGTERM."""
+    host: PolicyHost,
+    options: ServeOptions,
+    on_listen: Callable[[int], None] | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> str:
+    """Bind first, then load the model in the background; serve until SIGINT/SIGTERM.
+
+    A model that fails to load ends the server at once (clients would only ever get 503).
+    Returns the host's final state: ``ready`` after a normal stop, ``failed`` after a failed load.
+    """
     from reflex.memory import keep_freed_memory
 
     keep_freed_memory()  # every request allocates observation-sized buffers: reuse them
@@ -75,13 +82,43 @@ def run_server(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread / POSIX
                 loop.add_signal_handler(sig, stop.set)
+
+        async def watch_load() -> None:
+            await loop.run_in_executor(None, host.wait_ready)
+            if host.state == "failed":
+                stop.set()
+            elif on_ready is not None:
+                on_ready(port)
+
+        watcher = asyncio.create_task(watch_load())
         try:
             await stop.wait()
         finally:
+            watcher.cancel()
             await runner.cleanup()
             host.close()
 
     asyncio.run(main())
+    return host.state
+
+
+def endpoints(options: ServeOptions) -> list[str]:
+    out = ["POST /act", "GET /health", "GET /healthz", "WebSocket / (openpi protocol)"]
+    if options.webrtc:
+        out.append("POST /webrtc/offer")
+    return out
+
+
+def print_ready(options: ServeOptions, host: PolicyHost, port: int) -> None:
+    """The one line that says the model is loaded (and warm) and where to reach it."""
+    info = host.info
+    name = info.name if info is not None else "?"
+    providers = ", ".join(info.providers) if info is not None else ""
+    print(
+        f"reflex serve: ready on http://{options.host}:{port} (ws://{options.host}:{port}/): model {name} "
+        f"[{providers}]; endpoints: {'; '.join(endpoints(options))}",
+        flush=True,
+    )
 
 
 def print_listening(host: str, port: int) -> None:

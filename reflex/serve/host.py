@@ -76,7 +76,8 @@ class PolicyHost:
         except Exception as exc:  # any load failure is reported through /health
             self.error = f"{type(exc).__name__}: {exc}"
             self.state = "failed"
-            log.error("model failed to load: %s\n%s", self.error, traceback.format_exc())
+            log.error("model failed to load: %s", self.error)
+            log.debug("%s", traceback.format_exc())
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
