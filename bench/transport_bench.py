@@ -12,6 +12,10 @@ timed through ``Target.infer`` (encode, send, wait, decode). WebRTC sends JPEG w
 ``--jpeg-budget`` bytes per camera; so does the extra "websocket, jpeg images" line (context, no
 target: on loopback raw bytes are cheap, on a real link JPEG wins).
 
+Two more lines weigh the WebSocket client (issue #13): the websocket target with its link on
+websockets' threaded sync client instead of the library's Sans-I/O protocol read in the caller's
+thread ("sync client"), and the bare request over the sync client (no target around it).
+
 Targets (issue #6): websocket p50 <= 1.2x raw echo and <= 0.8x openpi stack; webrtc p50 <= 5 ms,
 p99 <= 15 ms.
 
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's reflex, as in the server children
 CAMERAS = ("cam_high", "cam_left_wrist", "cam_right_wrist")
 SIZE = 224
 STATE_DIM = 14
@@ -74,7 +79,7 @@ class ZeroPolicy:
     def __init__(self) -> None:
         self.chunk = np.zeros((CHUNK, STATE_DIM))
 
-    def predict(self, state: np.ndarray, images: dict[str, np.ndarray], step: int) -> np.ndarray:
+    def predict(self, state: np.ndarray, images: dict[str, np.ndarray], step: int, task: str = "") -> np.ndarray:
         return self.chunk
 
 
@@ -202,6 +207,26 @@ def ws_connect(uri: str) -> Any:
     return connect(uri, **kwargs)
 
 
+class SyncClientLink:
+    """The websocket target's link on websockets' threaded sync client instead of the Sans-I/O
+    protocol driven in the caller's thread (same interface: send_binary, recv, close)."""
+
+    def __init__(self, uri: str, headers: Any, timeout: float, max_size: int, ssl_context: Any) -> None:
+        from websockets.sync.client import connect
+
+        self.ws = connect(uri, additional_headers=headers, open_timeout=timeout, max_size=max_size,
+                          compression=None, ping_interval=None, ssl=ssl_context)
+
+    def send_binary(self, parts: Any) -> None:
+        self.ws.send(parts if isinstance(parts, (bytes, bytearray, memoryview)) else b"".join(parts))
+
+    def recv(self, timeout: float) -> Any:
+        return self.ws.recv(timeout)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
 def build_calls(ports: dict[str, int], obs: Any, jpeg_budget: int) -> tuple[dict[str, Callable[[], Any]], list]:
     from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
@@ -209,7 +234,7 @@ def build_calls(ports: dict[str, int], obs: Any, jpeg_budget: int) -> tuple[dict
     from reflex.targets.http.config import HttpTargetSpec
     from reflex.targets.webrtc.config import WebrtcTargetSpec
     from reflex.targets.websocket.config import WebsocketTargetSpec
-    from reflex.wire.msgpack_numpy import packb
+    from reflex.wire.msgpack_numpy import pack_parts, packb, unpackb
     from reflex.wire.remote_client import reflex_request
 
     ctx = BuildContext(config_dir=REPO)
@@ -222,8 +247,15 @@ def build_calls(ports: dict[str, int], obs: Any, jpeg_budget: int) -> tuple[dict
             url=f"ws://127.0.0.1:{reflex}", api_key_env=None, image_encoding="jpeg", jpeg_budget_bytes=jpeg_budget
         ).build(ctx),
     ]
+    threaded = WebsocketTargetSpec(url=f"ws://127.0.0.1:{reflex}", api_key_env=None).build(ctx)
+    threaded.transport.link_class = SyncClientLink  # type: ignore[attr-defined]
+    targets.append(threaded)
     for target in targets:
         target.connect()
+    # The same reflex protocol request over websockets' own sync client (reader thread).
+    sync = ws_connect(f"ws://127.0.0.1:{reflex}")
+    sync.recv()  # metadata frame
+    sync_request = b"".join(pack_parts(reflex_request(obs, {k: f.image for k, f in obs.images.items()}, None)))
     request_bytes = packb(reflex_request(obs, {k: f.image for k, f in obs.images.items()}, None))
     echo_a = ws_connect(f"ws://127.0.0.1:{ports['aiohttp-echo']}")
     echo_w = ws_connect(f"ws://127.0.0.1:{ports['websockets-echo']}")
@@ -241,8 +273,10 @@ def build_calls(ports: dict[str, int], obs: Any, jpeg_budget: int) -> tuple[dict
         "reflex http": lambda: targets[1].infer(obs),
         "reflex webrtc": lambda: targets[2].infer(obs),
         "reflex websocket, jpeg images": lambda: targets[3].infer(obs),
+        "reflex websocket, sync client": lambda: threaded.infer(obs),
+        "reflex protocol, websockets sync": lambda: (sync.send(sync_request), unpackb(sync.recv())),
     }
-    return calls, [*targets, echo_a, echo_w]
+    return calls, [*targets, echo_a, echo_w, sync]
 
 
 def measure(calls: dict[str, Callable[[], Any]], n: int, warmup: int) -> dict[str, np.ndarray]:
@@ -321,6 +355,8 @@ def main() -> int:
         ("websocket p50 / raw echo p50", ws / echo, 1.2),
         ("websocket p50 / openpi stack p50", ws / openpi, 0.8),
         ("http p50 / openpi stack p50", pct(results["reflex http"], 50) / openpi, None),
+        ("sync client target adds, ms p50", pct(results["reflex websocket, sync client"], 50) - ws, None),
+        ("websockets sync client adds, ms p50", pct(results["reflex protocol, websockets sync"], 50) - ws, None),
         ("webrtc p50 ms", rtc50, 5.0),
         ("webrtc p99 ms", rtc99, 15.0),
     ]

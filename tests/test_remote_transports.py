@@ -1,5 +1,5 @@
 """The transports on their own: the WebSocket link against the websockets library's server
-(which checks every frame we write), TLS with a self-signed certificate made here, and the
+(which checks every frame the client writes), TLS with a self-signed certificate made here, and the
 reply size cap on every transport."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from reflex.errors import SetupError
 from reflex.ports import Frame, Observation, StateSample
 from reflex.targets.http.config import HttpTargetSpec
 from reflex.targets.websocket.config import WebsocketTargetSpec
-from reflex.targets.websocket.link import HandshakeRefused, LinkClosed, WebsocketLink, mask_in_place
+from reflex.targets.websocket.link import HandshakeRefused, LinkClosed, WebsocketLink
 from reflex.wire.remote_client import ResponseTooLarge
 
 pytestmark = pytest.mark.timeout(60)
@@ -93,15 +93,6 @@ def server() -> Iterator[tuple[Server, int]]:
     srv = Server(scripted)
     with srv as port:
         yield srv, port
-
-
-def test_masking_round_trips_for_every_length() -> None:
-    for n in range(0, 70):
-        data = bytearray(os.urandom(n))
-        buf = bytearray(data)
-        mask = os.urandom(4)
-        mask_in_place(buf, n, mask)
-        assert bytes(buf) == bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
 def test_large_messages_and_buffer_lists_reach_the_library_server_intact(server: tuple[Server, int]) -> None:

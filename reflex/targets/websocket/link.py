@@ -1,25 +1,20 @@
 """One client WebSocket, driven in the calling thread through the ``websockets`` library's
 Sans-I/O protocol.
 
-The library does the handshake and parses everything the server sends: frames, fragments,
-UTF-8, pings (answered), close codes, the message size cap (close 1009 and
-:class:`ResponseTooLarge` here). Only outgoing binary data frames are written here: the
-library's serializer copies a 450 KB observation several times and added ~0.4 ms p50 per round
-trip on a 2-core box (bench/transport_bench.py); this writer masks in one pass into a reused
-buffer and hands the kernel header and payload together. Reading in the caller's thread (no
-background reader, unlike ``websockets.sync``) keeps the round trip free of thread hand-offs.
+The library does all of RFC 6455: the handshake, writing frames, and parsing everything the
+server sends (fragments, UTF-8, pings answered, close codes, the message size cap: close 1009
+and :class:`ResponseTooLarge` here). This module only moves its bytes over the socket and keeps
+the time limits: reading in the caller's thread means no reader thread and no hand-off per
+message (bench/transport_bench.py compares it with websockets' threaded sync client).
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import struct
 import time
 from collections.abc import Sequence
 
-import numpy as np
 from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI, PayloadTooBig
 from websockets.frames import Frame, Opcode
@@ -49,26 +44,6 @@ class LinkClosed(ConnectionError):
         self.reason = reason
 
 
-def mask_in_place(buf: bytearray | memoryview, n: int, mask: bytes) -> None:
-    """XOR the first ``n`` bytes of ``buf`` with ``mask`` repeated (RFC 6455 5.3)."""
-    view = np.frombuffer(buf, dtype=np.uint8, count=n)
-    words = n // 4
-    if words:
-        w = view[: words * 4].view(np.uint32)
-        np.bitwise_xor(w, np.frombuffer(mask, dtype=np.uint32)[0], out=w)
-    for i in range(words * 4, n):
-        view[i] ^= mask[i % 4]
-
-
-def frame_header(opcode: int, n: int, mask: bytes) -> bytes:
-    """FIN + opcode, the masked payload length (7, 16 or 64 bits), the masking key."""
-    if n < 126:
-        return struct.pack("!BB", 0x80 | opcode, 0x80 | n) + mask
-    if n < 1 << 16:
-        return struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n) + mask
-    return struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n) + mask
-
-
 class WebsocketLink:
     """``send_binary`` then ``recv``; one caller at a time."""
 
@@ -85,7 +60,6 @@ class WebsocketLink:
         except InvalidURI as exc:
             raise ValueError(f"'{uri}': expected ws://host:port[/path] or wss://...") from exc
         self.max_size = max_size
-        self._out = bytearray()  # reused send buffer: fresh half-megabyte buffers page-fault every time
         sock = socket.create_connection((wsuri.host, wsuri.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if wsuri.secure:
@@ -96,7 +70,6 @@ class WebsocketLink:
                 sock.close()
                 raise
         self.sock: socket.socket = sock
-        self._plain = not wsuri.secure  # sendmsg (scatter/gather) works on plain sockets only
         self.proto = ClientProtocol(wsuri, max_size=max_size)
         self._events: list[object] = []  # parsed but not yet handed out (frames right behind the upgrade)
         try:
@@ -133,33 +106,9 @@ class WebsocketLink:
         """One binary message; ``parts`` may be several buffers (sent back to back)."""
         if self.proto.state is not State.OPEN:
             raise LinkClosed(None, "the connection is closing")
-        chunks = [parts] if isinstance(parts, (bytes, bytearray, memoryview)) else parts
-        views = [memoryview(p).cast("B") for p in chunks]
-        n = sum(len(v) for v in views)
-        if len(self._out) < n:
-            self._out = bytearray(max(n, 2 * len(self._out)))
-        out = memoryview(self._out)
-        offset = 0
-        for view in views:
-            out[offset : offset + len(view)] = view
-            offset += len(view)
-        mask = os.urandom(4)
-        mask_in_place(self._out, n, mask)
-        header = frame_header(Opcode.BINARY.value, n, mask)
-        if self._plain:
-            self._sendmsg([header, out[:n]])
-        else:
-            self.sock.sendall(header + bytes(out[:n]))
-
-    def _sendmsg(self, buffers: list[Buf]) -> None:
-        views = [memoryview(b) for b in buffers if len(b)]
-        while views:
-            sent = self.sock.sendmsg(views)
-            while views and sent >= len(views[0]):
-                sent -= len(views[0])
-                views.pop(0)
-            if views and sent:
-                views[0] = views[0][sent:]
+        data = parts if isinstance(parts, (bytes, bytearray, memoryview)) else b"".join(parts)
+        self.proto.send_binary(data)
+        self._flush()
 
     def _flush(self) -> None:
         """Whatever the library wants sent: the upgrade request, pongs, close frames."""

@@ -17,6 +17,7 @@ MSGPACK = "application/msgpack"
 
 class WebsocketTransport:
     name = "websocket"
+    link_class: type[WebsocketLink] = WebsocketLink  # the bench swaps in websockets' sync client
 
     def __init__(
         self,
@@ -39,7 +40,7 @@ class WebsocketTransport:
         # No keepalive pings: each request is bounded by timeout_s, and pings would only kill a
         # slow but healthy inference on servers that block their event loop (openpi does).
         try:
-            link = WebsocketLink(
+            link = self.link_class(
                 self.url, self.headers, self.connect_timeout_s, self.max_response_bytes, self.ssl_context
             )
         except HandshakeRefused as exc:
