@@ -88,7 +88,7 @@ def _run(
     if check:
         from reflex.runtime.check import check_session_file
 
-        return check_session_file(config, api_key=api_key)
+        return check_session_file(config, api_key=api_key, record_dir=record, no_record=no_record)
     from reflex.cli.live import LiveStatus, wanted
     from reflex.runtime.session import run_session_file
 

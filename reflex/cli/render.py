@@ -237,6 +237,6 @@ def render_check(report: dict[str, Any], stream: TextIO | None = None) -> None:
         out.line(f"  {label}")
         for chunk in lines:
             out.line(f"       {chunk}")
-    for error in report.get("errors") or []:
-        if not any(error == i.get("detail") for i in items):
+    for error in report.get("errors") or []:  # errors that belong to no row (older reports)
+        if not any(error.endswith(str(i.get("detail"))) for i in items):
             out.line(f"  {out.paint('error', 'bad')} {error}")

@@ -110,5 +110,5 @@ def describe(info: TargetInfo) -> str:
 
     return (
         f"{info.kind}: state {show(info.state_dim)}-D, action {show(info.action_dim)}-D, chunk "
-        f"{show(info.chunk_length)} x {info.action_dt:g} s, providers {list(info.providers)}"
+        f"{show(info.chunk_length)} x {info.action_dt:g} s, providers {', '.join(info.providers) or 'none'}"
     )
