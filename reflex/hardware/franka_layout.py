@@ -16,7 +16,7 @@ HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785, 0.0)
 
 def franka_layout() -> JointLayout:
     names = (*(f"joint{i}" for i in range(1, 8)), "gripper")
-    return JointLayout(names, np.array(LOWER), np.array(UPPER))
+    return JointLayout(names, np.array(LOWER), np.array(UPPER), ("rad",) * 7 + ("normalized",))
 
 
 def franka_home_pose() -> np.ndarray:
