@@ -70,6 +70,21 @@ class Frame:
 
 
 @dataclass
+class ChunkPrefix:
+    """RTC-style prefix conditioning (docs/execution.md): the plan the robot is executing,
+    aligned to the observation it goes with.
+
+    Row ``k`` of ``actions`` is what will be commanded at ``t_capture + k * action_dt`` (robot
+    units; past the plan's end its last action is held, never zeros). The first ``frozen`` rows run
+    before a chunk requested now can take charge; ``weights`` is the soft mask (1 on the frozen
+    rows, decaying to 0 where the plan ends)."""
+
+    actions: np.ndarray  # (chunk_length, action_dim)
+    frozen: int
+    weights: np.ndarray  # (chunk_length,)
+
+
+@dataclass
 class Observation:
     """What the policy sees for one inference request."""
 
@@ -77,6 +92,7 @@ class Observation:
     state: StateSample
     images: dict[str, Frame]
     task: str
+    prefix: ChunkPrefix | None = None  # filled only for targets that declare a prefix input
 
     @property
     def t_capture(self) -> float:
@@ -128,6 +144,7 @@ class TargetInfo:
     providers: tuple[str, ...] = ()
     model_hash: str | None = None
     seed: int | None = None
+    accepts_prefix: bool = False  # the policy takes RTC prefix inputs (Observation.prefix)
     details: dict[str, Any] = field(default_factory=dict)
 
 

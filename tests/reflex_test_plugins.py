@@ -178,3 +178,17 @@ class DeclaringTarget:
 
     def close(self) -> None:
         self._inner.close()
+
+
+class OffsetTarget(ScriptedTarget):
+    """The demo policy whose successive chunks disagree: each is shifted by +offset or -offset in
+    turn (a policy that cannot make up its mind), so every chunk switch has a seam."""
+
+    def __init__(self, offset: float = 0.02, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.offset = offset
+
+    def infer(self, obs: Observation) -> tuple[np.ndarray, dict[str, float]]:
+        sign = 1.0 if self.calls % 2 == 0 else -1.0
+        chunk, timing = super().infer(obs)
+        return chunk + sign * self.offset, timing

@@ -190,6 +190,28 @@ def _loop(out: Writer, payload: dict[str, Any], steps: int) -> None:
         if chunks.get("skippedActions"):
             text_c += f", {chunks['skippedActions']} actions skipped (their time passed during inference)"
         out.row("chunks", text_c)
+    _seams(out, payload.get("seams") or {})
+
+
+def _seams(out: Writer, seams: dict[str, Any]) -> None:
+    """Chunk switches: how far the command jumped (after blending, before the guard)."""
+    switches = int(seams.get("switches") or 0)
+    if not switches:
+        return
+    jump, gap = seams.get("jump") or {}, seams.get("gap") or {}
+    how = str(seams.get("blend") or "none")
+    if seams.get("horizonActions"):
+        how += f", horizon {seams['horizonActions']} actions"
+    text = f"{switches} chunk switch{'' if switches == 1 else 'es'} ({how}): jump p50 {jump.get('p50', 0):.4g}, "
+    worst = max((jump.get("perJoint") or {}).items(), key=lambda kv: kv[1].get("max", 0), default=None)
+    text += f"max {jump.get('max', 0):.4g}" + (f" ({worst[0]})" if worst else "")
+    text += f"; chunks disagreed by up to {gap.get('max', 0):.4g}"
+    if seams.get("jerkP99") is not None:
+        text += f"; jerk p99 {seams['jerkP99']:.4g}/s³"
+    misses = int(seams.get("horizonMisses") or 0)
+    if misses:
+        text += f"; {misses} horizon miss{'' if misses == 1 else 'es'} (the next chunk came late)"
+    out.row("seams", text, "warn" if misses else None)
 
 
 def _cameras(out: Writer, cameras: dict[str, Any]) -> None:

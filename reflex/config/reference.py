@@ -82,12 +82,22 @@ def _section(title: str, model: type[BaseModel], path: str, level: int = 2) -> l
 
 def render_reference() -> str:
     from reflex.cameras.kinds import BUILTIN_CAMERAS
-    from reflex.config.session import ChunkingConfig, RecordConfig, SafetyConfig, SessionConfig
+    from reflex.config.session import (
+        ChunkingConfig,
+        ExecutionConfig,
+        RecordConfig,
+        SafetyConfig,
+        SessionConfig,
+    )
     from reflex.hardware.kinds import BUILTIN_HARDWARE
     from reflex.targets.kinds import BUILTIN_TARGETS
 
     lines = [HEADER, "## Top level", "", *model_table(SessionConfig), ""]
-    for name, model in (("safety", SafetyConfig), ("record", RecordConfig), ("chunking", ChunkingConfig)):
+    sections: tuple[tuple[str, type[BaseModel]], ...] = (
+        ("safety", SafetyConfig), ("record", RecordConfig), ("chunking", ChunkingConfig),
+        ("execution", ExecutionConfig),
+    )
+    for name, model in sections:
         lines += _section(f"`{name}`", model, f"{name}.")
     for title, specs, path in (
         ("target", BUILTIN_TARGETS, "target."),

@@ -150,6 +150,56 @@ class ExpertOverride(StrictModel):
     )
 
 
+class ExecutionConfig(StrictModel):
+    """How chunks hand over to each other: the replanning horizon and seam blending
+    (docs/execution.md)."""
+
+    horizon: int | None = Field(
+        None,
+        ge=1,
+        le=100000,
+        description="Actions of each chunk executed before the next chunk takes over (openpi's "
+        "action_horizon); the next request is timed to be ready then. null: a chunk runs until "
+        "the next one arrives (set by prefetch_margin_s). Give horizon or horizon_s, not both.",
+    )
+    horizon_s: float | None = Field(
+        None,
+        gt=0,
+        json_schema_extra=sensible(None, 60, "a chunk executed open-loop for over a minute ignores the scene"),
+        description="The horizon in seconds (rounded to whole actions of the target's action_dt).",
+    )
+    blend: Literal["none", "crossfade", "ensemble"] = Field(
+        "none",
+        description="At a chunk switch: none (hard switch), crossfade (from the old chunk's "
+        "trajectory into the new one over blend_s), ensemble (ACT-style weighted mean of every "
+        "chunk covering now). Always before the guard.",
+    )
+    blend_s: float = Field(
+        0.1,
+        gt=0,
+        json_schema_extra=sensible(None, 5, "a crossfade longer than 5 s lags the policy badly"),
+        description="crossfade: seconds from the old trajectory into the new one.",
+    )
+    ensemble_k: float = Field(
+        0.01,
+        ge=-10,
+        le=10,
+        description="ensemble: chunk i (0 = the oldest covering now) weighs exp(-k * i); k > 0 "
+        "favours older chunks (ACT's 0.01), 0 is a plain mean, k < 0 favours newer ones.",
+    )
+    prefix: bool = Field(
+        True,
+        description="Fill the prefix inputs of an export that declares them (RTC-style prefix "
+        "conditioning): the policy is told what will still run while it infers.",
+    )
+
+    @model_validator(mode="after")
+    def _one_horizon(self) -> ExecutionConfig:
+        if self.horizon is not None and self.horizon_s is not None:
+            raise ValueError("give execution.horizon (actions) or execution.horizon_s (seconds), not both")
+        return self
+
+
 class SessionConfig(StrictModel):
     """One robot session: where inference runs, which robot, how fast, how safely, what is kept."""
 
@@ -175,6 +225,9 @@ class SessionConfig(StrictModel):
     safety: SafetyConfig = Field(SafetyConfig(), description="Guard limits and stale-data policy.")
     record: RecordConfig = Field(RecordConfig(), description="What is recorded, where, in which formats.")
     chunking: ChunkingConfig = Field(ChunkingConfig(), description="Chunk prefetch and interpolation.")
+    execution: ExecutionConfig = Field(
+        ExecutionConfig(), description="Replanning horizon, seam blending, prefix conditioning."
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SessionConfig:

@@ -10,6 +10,7 @@ ahead of time, so the loop never waits for a chunk.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -30,11 +31,12 @@ from reflex.ports import (
     hardware_capabilities,
 )
 from reflex.runtime.cameras import SessionCameras
-from reflex.runtime.chunks import ChunkInvalid, ChunkSchedule, validate_chunk
+from reflex.runtime.chunks import ChunkInvalid, ChunkSchedule, horizon_problem, validate_chunk
 from reflex.runtime.collector import LoopCollector
 from reflex.runtime.guard import ActionGuard, GuardRejected
 from reflex.runtime.inference import InferenceResult, InferenceWorker
 from reflex.runtime.report import Incident, LoopReport
+from reflex.runtime.seams import Seam
 from reflex.runtime.signals import SignalGate
 from reflex.runtime.timing import Samples, StageTimes
 
@@ -67,7 +69,14 @@ class ControlLoop:
         chunk_dt: float,
         hub: RecordingHub | None,
         gate: SignalGate,
+        prefix_length: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        # The loop's time: the real monotonic clock, or a simulated one in tests (then the
+        # hardware and inference must answer in that time too).
+        self.clock = clock
+        self.sleep = sleep
         self.config = config
         self.hardware = hardware
         self.cameras = cameras
@@ -102,22 +111,24 @@ class ControlLoop:
         self._first_obs: Observation | None = None  # the first chunk's input, used at step 0
         self._capabilities = hardware_capabilities(hardware)
         self.exhausted: str | None = None  # a finite source (a replayed recording) ran out
+        self.prefix_length = prefix_length  # fill Observation.prefix (RTC) for chunks this long
+        self.warm_latency_s: float | None = None
 
     # -- first chunk ---------------------------------------------------------------------
     def prime(self, timeout_s: float) -> None:
         """Get the first chunk: wait for a fresh observation, infer it, validate and adopt the
         answer. Motors stay off until this returns; any failure is a :class:`SetupError`."""
-        deadline = time.monotonic() + timeout_s
+        deadline = self.clock() + timeout_s
         while True:
             obs, stale = self.observe(step=0)
             self.cameras.check_sizes(obs.images)
             if stale is None:
                 break
-            if time.monotonic() > deadline:
+            if self.clock() > deadline:
                 raise SetupError("observe", f"no fresh observation before the first chunk: {stale}")
-            time.sleep(0.01)
+            self.sleep(0.01)
         self.worker.submit(obs)
-        result = self.worker.wait(max(0.1, deadline - time.monotonic()))
+        result = self.worker.wait(max(0.1, deadline - self.clock()))
         if result is None:
             raise SetupError("target", f"no first chunk within {timeout_s} s")
         try:
@@ -126,6 +137,23 @@ class ControlLoop:
             raise SetupError("target", f"first chunk rejected: {type(exc).__name__}: {exc}") from exc
         self._first_obs = obs
         self.first_chunk_ms = round((result.t_received - result.t_requested) * 1e3, 3)
+        if self.schedule.execution.horizon is not None:
+            self._check_horizon(obs, deadline)
+
+    def _check_horizon(self, obs: Observation, deadline: float) -> None:
+        """Refuse a horizon the target's latency cannot meet, measured on a second (warm) request:
+        a first request often pays one-off start-up costs."""
+        self.worker.submit(obs)
+        result = self.worker.wait(max(0.1, deadline - self.clock()))
+        if result is None or result.error is not None:
+            raise SetupError("target", "no answer to the second (latency) request before the timeout")
+        latency = result.t_received - result.t_requested
+        self.warm_latency_s = latency
+        current = self.schedule.current or self.schedule.pending
+        assert current is not None
+        problem = horizon_problem(self.schedule, current.horizon, self.chunk_dt, latency)
+        if problem is not None:
+            raise SetupError("execution.horizon", problem)
 
     def observe(self, step: int) -> tuple[Observation, str | None]:
         """Read state and the latest frames; the second value says why the data is stale."""
@@ -140,7 +168,7 @@ class ControlLoop:
             if frame is not None:
                 frames[name] = frame
         obs = Observation(step=step, state=state, images=frames, task=self.config.task)
-        return obs, self._staleness(obs, time.monotonic())
+        return obs, self._staleness(obs, self.clock())
 
     def adopt(self, result: InferenceResult) -> ActionChunk:
         """Validate a finished inference and make it the current chunk (raises on bad data)."""
@@ -170,13 +198,13 @@ class ControlLoop:
     def run(self, t_start: float) -> LoopReport:
         """Run until max_steps / duration / a stop request / an incident; returns the report."""
         incident = self._run()
-        return self.report(time.monotonic() - t_start, incident)
+        return self.report(self.clock() - t_start, incident)
 
     def _run(self) -> Incident | None:
         cfg = self.config
         max_steps = cfg.max_steps or None
         # duration_s is the loop's own running time: set-up (connect, first chunk) is not counted
-        deadline = time.monotonic() + cfg.duration_s if cfg.duration_s else None
+        deadline = self.clock() + cfg.duration_s if cfg.duration_s else None
         self.collector.start()
         try:
             return self._ticks(max_steps, deadline)
@@ -184,21 +212,21 @@ class ControlLoop:
             self.collector.stop()
 
     def _ticks(self, max_steps: int | None, deadline: float | None) -> Incident | None:
-        t_next = time.monotonic()
+        t_next = self.clock()
         step = 0
         slow = 2 * self.period
         while not self.gate.stop_requested.is_set():
             if max_steps is not None and step >= max_steps:
                 break
-            now = time.monotonic()
+            now = self.clock()
             if deadline is not None and now >= deadline:
                 break
             if t_next > now:
-                time.sleep(t_next - now)
-            t_tick = time.monotonic()
+                self.sleep(t_next - now)
+            t_tick = self.clock()
             self.lateness.add((t_tick - t_next) * 1e3)
             incident = self._tick(step, t_tick)
-            if time.monotonic() - t_tick > slow:
+            if self.clock() - t_tick > slow:
                 self.slow_ticks += 1
             if self.exhausted is not None:
                 break
@@ -207,11 +235,11 @@ class ControlLoop:
                 return incident
             step += 1
             t_next += self.period
-            if t_next < time.monotonic() - self.period:
+            if t_next < self.clock() - self.period:
                 # More than a whole period behind: skip the missed ticks instead of bursting.
                 self.overruns += 1
-                t_next = time.monotonic()
-            self.collector.idle(t_next - time.monotonic())
+                t_next = self.clock()
+            self.collector.idle(t_next - self.clock())
         return None
 
     def _tick(self, step: int, t_tick: float) -> Incident | None:
@@ -219,7 +247,7 @@ class ControlLoop:
         # observe
         t0 = time.perf_counter()
         first, self._first_obs = self._first_obs, None
-        stale = None if first is None else self._staleness(first, time.monotonic())
+        stale = None if first is None else self._staleness(first, self.clock())
         if first is not None and stale is None:
             obs = first  # step 0 is the observation the first chunk came from (recorded as such)
         else:
@@ -232,7 +260,7 @@ class ControlLoop:
                 return Incident("observe", f"step {step}: {type(exc).__name__}: {exc}")
         t1 = time.perf_counter()
         times.add("observe", (t1 - t0) * 1e3)
-        new_frames = self._note_frames(obs, time.monotonic())
+        new_frames = self._note_frames(obs, self.clock())
 
         # chunk: adopt a finished inference, request the next one ahead of time
         result = self.worker.poll()
@@ -247,6 +275,8 @@ class ControlLoop:
         if busy_for > self.safety.infer_timeout_s:
             return Incident("infer", f"step {step}: no answer from the target for {busy_for:.1f} s")
         if stale is None and not self.worker.busy and self.schedule.needs_next(t_tick):
+            if self.prefix_length:
+                obs.prefix = self.schedule.prefix_for(obs.t_capture, self.prefix_length, self.chunk_dt)
             self.worker.submit(obs)
         planned = self.schedule.action_at(t_tick)
         t2 = time.perf_counter()
@@ -278,6 +308,7 @@ class ControlLoop:
                 action, events = self.guard.check(planned[0], obs.state.position)
             except GuardRejected as exc:
                 return Incident("guard", f"step {step}: {exc}")
+        self.schedule.seams.note_command(action)
         t3 = time.perf_counter()
         times.add("guard", (t3 - t2) * 1e3)
 
@@ -298,12 +329,15 @@ class ControlLoop:
             applied = True
             self.applied_steps += 1
         if action is not None and self.first_action_t is None:
-            self.first_action_t = time.monotonic()
+            self.first_action_t = self.clock()
         t4 = time.perf_counter()
         times.add("apply", (t4 - t3) * 1e3)
 
         # record
+        seams = self.schedule.seams.drain()
         if self.hub is not None:
+            for seam in seams:
+                self.hub.submit(self._seam_event(step, seam))
             chunk = self.schedule.current
             self.hub.submit(self._record(step, t_tick, obs, new_frames, action, applied, events, chunk, planned))
             failures = self.hub.failures()
@@ -420,7 +454,32 @@ class ControlLoop:
                 "clampDeltaSteps": self.guard.clamp_counts["clamp_delta"],
             },
             cameras=self.camera_summary(duration_s),
+            seams=self.seam_summary(),
         )
+
+    def _seam_event(self, step: int, seam: Seam) -> SessionEvent:
+        names = self.guard.layout.names
+        worst = int(np.argmax(seam.jump))
+        return SessionEvent(
+            kind="seam", t=seam.t, step=step,
+            message=f"chunk {seam.chunk_id} took over: jump {seam.jump[worst]:.4g} at {names[worst]}, "
+                    f"gap {float(np.max(seam.gap)):.4g}",
+            data={"chunkId": seam.chunk_id, "jump": [float(x) for x in seam.jump],
+                  "gap": [float(x) for x in seam.gap], "windowSteps": seam.window_steps},
+        )
+
+    def seam_summary(self) -> dict[str, object]:
+        sched = self.schedule
+        execution = sched.execution
+        return {
+            "blend": execution.blend,
+            "blendS": execution.blend_s if execution.blend == "crossfade" else None,
+            "ensembleK": execution.ensemble_k if execution.blend == "ensemble" else None,
+            "horizonActions": execution.horizon,
+            "horizonMisses": sched.horizon_misses,
+            "prefix": bool(self.prefix_length),
+            **sched.seams.summary(self.guard.layout.names),
+        }
 
     def camera_summary(self, duration_s: float) -> dict[str, dict[str, object]]:
         return {

@@ -39,3 +39,6 @@ class LoopReport:
     chunks: dict[str, Any] = field(default_factory=dict)
     guard: dict[str, Any] = field(default_factory=dict)
     cameras: dict[str, Any] = field(default_factory=dict)
+    # Chunk seams (reflex/runtime/seams.py): per switch the gap between the old and new
+    # trajectories and the jump it put into the command (p50/max, per joint), jerk p99, settings.
+    seams: dict[str, Any] = field(default_factory=dict)

@@ -41,6 +41,7 @@ class SessionResult:
     target: dict[str, Any] = field(default_factory=dict)
     recording: dict[str, Any] | None = None
     view: dict[str, Any] | None = None  # the live viewer (--view), when on
+    seams: dict[str, Any] = field(default_factory=dict)
     expert_override: dict[str, Any] | None = None  # see reflex.config.bounds
 
     @property
@@ -76,6 +77,7 @@ class SessionResult:
         self.cameras = {name: dict(summary) for name, summary in report.cameras.items()}
         self.guard = dict(report.guard)
         self.stale = {"staleSteps": report.stale_steps, "skewEvents": report.skew_events}
+        self.seams = dict(report.seams)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +102,7 @@ class SessionResult:
             "cameras": self.cameras,
             "guard": self.guard,
             "stale": self.stale,
+            "seams": self.seams,
             "target": self.target,
             "recording": self.recording,
             "expertOverride": self.expert_override,

@@ -28,7 +28,7 @@ from reflex.ports import Hardware, HomingHardware, Recorder, SessionEvent, Sessi
 from reflex.recording.hub import RecordingHub
 from reflex.recording.session_dir import new_session_id, recording_dir
 from reflex.runtime.cameras import SessionCameras
-from reflex.runtime.chunks import ChunkSchedule
+from reflex.runtime.chunks import ChunkSchedule, ExecutionSettings
 from reflex.runtime.guard import ActionGuard
 from reflex.runtime.inference import InferenceWorker
 from reflex.runtime.loop import ControlLoop
@@ -207,11 +207,15 @@ class Session:
 
         self._start_recording()
         guard = ActionGuard(layout, cfg.safety.max_delta)
-        schedule = ChunkSchedule(cfg.chunking.interpolate, cfg.chunking.prefetch_margin_s)
+        schedule = ChunkSchedule(
+            cfg.chunking.interpolate, cfg.chunking.prefetch_margin_s, self._execution_settings(),
+            1.0 / cfg.control_rate_hz,
+        )
         self.worker = InferenceWorker(self.target)
         self.loop = ControlLoop(
             cfg, self.hardware, self.cameras, self.worker, schedule, guard,
             layout.dim, self.info.action_dt, self.hub, self.gate,
+            prefix_length=self.info.chunk_length if self.info.accepts_prefix and cfg.execution.prefix else None,
         )
         self.loop.prime(cfg.safety.first_chunk_timeout_s)  # motors stay off until this succeeds
         if cfg.mode == "apply_actions":
@@ -222,6 +226,19 @@ class Session:
                 raise
             self.enabled = True
             self._event("enabled", "motors enabled after the first valid chunk")
+
+    def _execution_settings(self) -> ExecutionSettings:
+        """``execution`` resolved against the target: a horizon in seconds becomes actions."""
+        assert self.info is not None
+        ex = self.config.execution
+        horizon = ex.horizon
+        if ex.horizon_s is not None:
+            horizon = max(1, round(ex.horizon_s / self.info.action_dt))
+        length = self.info.chunk_length  # undeclared: checked on the first chunk (prime)
+        if horizon is not None and length is not None and horizon > length:
+            raise SetupError("execution.horizon", f"{horizon} actions is longer than the target's chunks "
+                             f"({length} actions of {self.info.action_dt:g} s)")
+        return ExecutionSettings(horizon, ex.blend, ex.blend_s, ex.ensemble_k)
 
     def _check_fit(self, robot: RobotSide) -> None:
         """What the target declares must fit (one rule: reflex/runtime/target_fit.py)."""
@@ -326,6 +343,10 @@ class Session:
             report = self.loop.report(res.duration_s, incident)
         if report is not None:
             res.add_loop_report(report, self.config.control_rate_hz, self._t_start)
+            if report.seams.get("switches"):
+                jump = report.seams.get("jump") or {}
+                self._event("seams", f"{report.seams['switches']} chunk switches, jump p50 {jump.get('p50')} "
+                            f"max {jump.get('max')}, jerk p99 {report.seams.get('jerkP99')}", report.seams)
         for name, info in health.items():
             res.cameras.setdefault(name, {})["health"] = info
         self._close_recording()
@@ -358,10 +379,11 @@ class Session:
             self.result.safe_stop_failures.append(f"{type(exc).__name__}: {exc}")
             self._event("safe_stop_failed", str(exc))
 
-    def _event(self, kind: str, message: str) -> None:
+    def _event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         if self.hub is not None:
             step = self.loop.steps if self.loop is not None else 0
-            self.hub.submit(SessionEvent(kind=kind, t=time.monotonic(), step=step, message=message))
+            self.hub.submit(SessionEvent(kind=kind, t=time.monotonic(), step=step, message=message,
+                                         data=data or {}))
 
     def _close_recording(self) -> None:
         if self.hub is None:

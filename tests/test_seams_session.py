@@ -1,0 +1,61 @@
+"""Seam metrics through a real ``reflex connect`` (sim robot, demo policy whose chunks disagree):
+in ``--json``, in the recording's events and in the human summary. Timing-independent checks
+only; the figures themselves are tested in simulated time (test_seams.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest import base_session, json_result, run_cli, write_session
+
+
+def session(tmp_path: Path, execution: dict[str, Any]) -> Path:
+    data = base_session(
+        control_rate_hz=50, max_steps=150,
+        target={"kind": "reflex_test_plugins:OffsetTarget", "config": {"offset": 0.02}},
+        execution=execution,
+        record={"formats": ["jsonl"], "dir": str(tmp_path / "rec")},
+    )
+    return write_session(tmp_path, data)
+
+
+def events(tmp_path: Path) -> list[dict[str, Any]]:
+    (steps,) = (tmp_path / "rec").rglob("steps.jsonl")
+    lines = [json.loads(line) for line in steps.read_text().splitlines()]
+    return [e for e in lines if e.get("type") == "event"]
+
+
+def test_seams_are_in_the_json_result_the_recording_and_the_summary(tmp_path: Path) -> None:
+    path = session(tmp_path, {"horizon": 10, "blend": "crossfade", "blend_s": 0.1})
+    proc = run_cli(["connect", str(path), "--json"])
+    result = json_result(proc)
+    assert result["ok"], result["errors"]
+    seams = result["seams"]
+    assert seams["blend"] == "crossfade" and seams["horizonActions"] == 10 and seams["blendS"] == 0.1
+    assert seams["switches"] >= 3
+    for key in ("gap", "jump"):
+        assert set(seams[key]) == {"p50", "max", "perJoint"}
+        assert len(seams[key]["perJoint"]) == 14
+    assert seams["jump"]["max"] < seams["gap"]["max"]  # the crossfade spread the disagreement
+    assert seams["jerkP99"] is not None
+
+    recorded = events(tmp_path)
+    per_switch = [e for e in recorded if e["kind"] == "seam"]
+    assert len(per_switch) == seams["switches"]
+    assert len(per_switch[0]["data"]["jump"]) == 14 and per_switch[0]["data"]["chunkId"] >= 2
+    (summary,) = [e for e in recorded if e["kind"] == "seams"]
+    assert summary["data"]["switches"] == seams["switches"]
+
+    human = run_cli(["connect", str(path)])
+    assert human.returncode == 0, human.stderr
+    assert "chunk switches (crossfade, horizon 10 actions): jump p50" in human.stdout
+
+
+def test_a_horizon_longer_than_the_chunk_is_a_setup_error(tmp_path: Path) -> None:
+    path = session(tmp_path, {"horizon": 60})
+    proc = run_cli(["connect", str(path), "--json"])
+    result = json_result(proc)
+    assert proc.returncode == 3 and not result["ok"]
+    assert any("execution.horizon" in e and "longer than the target's chunks (50" in e for e in result["errors"])
