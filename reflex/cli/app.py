@@ -38,6 +38,7 @@ GROUPS: dict[str, str] = {
 # name -> "module:function" of a single command.
 COMMANDS: dict[str, str] = {
     "connect": "reflex.cli.connect:connect",
+    "doctor": "reflex.cli.doctor:doctor",
     "schema": "reflex.cli.schema:schema",
     "serve": "reflex.cli.serve:serve",
     "replay": "reflex.cli.replay:replay",
