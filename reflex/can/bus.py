@@ -44,11 +44,14 @@ def check_bus_load(rate_hz: float, n_motors: int, bitrate: int = BITRATE) -> flo
 
 
 def open_bus(channel: str, interface: str = "socketcan", bitrate: int = BITRATE) -> can.BusABC:
-    """A python-can Bus; ``sim:`` channels are virtual (no hardware, same process only)."""
+    """A python-can Bus; ``sim:`` channels are virtual (no hardware, same process only), read in
+    the simulated motors' time (see :mod:`reflex.can.sim.bus`)."""
     import can
 
     if is_sim_channel(channel):
-        return can.Bus(interface="virtual", channel=channel, receive_own_messages=False)
+        from reflex.can.sim.bus import open_host_bus
+
+        return open_host_bus(channel)
     kwargs: dict[str, Any] = {}
     if interface != "socketcan":
         kwargs["bitrate"] = bitrate  # socketcan takes its bitrate from `ip link`

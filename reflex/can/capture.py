@@ -50,6 +50,7 @@ class BusCapture:
 
         self._bus: can.BusABC = can.Bus(interface=interface, channel=channel, receive_own_messages=False)
         self.frames: list[Captured] = []
+        self._drained = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{channel}", daemon=True)
         self._thread.start()
@@ -63,6 +64,11 @@ class BusCapture:
     def stop(self) -> list[Captured]:
         self._stop.set()
         self._thread.join(timeout=2.0)
+        if not self._drained and not self._thread.is_alive():
+            # what reached the bus before the stop is captured too, however late this thread ran
+            self._drained = True
+            while (msg := self._bus.recv(timeout=0.0)) is not None:
+                self.frames.append(Captured(time.monotonic(), msg.arbitration_id, bytes(msg.data)))
         self._bus.shutdown()
         return self.frames
 

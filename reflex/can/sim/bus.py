@@ -10,9 +10,19 @@ bus has and a test should feel:
 * **fault injection**: latched fault codes, silent motors, dropped replies, stray third-party
   frames, all callable from tests or scheduled from a config.
 
-Host frames are stamped from the sender's timestamp, so sim-thread scheduling lag does not
-distort the wire model. Replies are committed to the wire only once ready and after every host
-frame received so far, mimicking arbitration (host ids 0x01-0x07 beat replies 0x11-0x17).
+The bus runs in the host's time, not when the scheduler lets a thread run:
+
+* a host frame is handled inside the sender's ``send()`` call (the simulator's place on the
+  virtual channel is an inbox that answers on ``put``), stamped with the time it was sent;
+* a host that opened the channel with :func:`open_host_bus` (``reflex.can.bus.open_bus`` does for
+  ``sim:`` channels) pulls the frames whose wire time has come whenever it reads, so a reply
+  that is due before the host's deadline is always there when the host looks, however late the
+  host thread ran; while such a host is attached, nothing else delivers, so frame order on the
+  channel is the order of the wire model, whatever the load;
+* with no such host (a plain ``virtual`` bus), a background thread delivers at the wire times.
+
+Replies are committed to the wire once ready, and before any host frame sent after that,
+mimicking arbitration (host ids 0x01-0x07 beat replies 0x11-0x17).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import queue
 import random
 import threading
 import time
@@ -29,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import can
+from can.interfaces import virtual
 
 from reflex.can.sim import registry
 from reflex.can.sim.motor import SimMotor
@@ -58,8 +70,69 @@ class StrayFrame:
     period_s: float
 
 
+class _Inbox(queue.Queue):  # type: ignore[type-arg]
+    """Stands in for the simulator's receive queue on the virtual channel: a frame put here by
+    any sender is handled at once, on the sender's thread, before its ``send()`` returns."""
+
+    def __init__(self, on_frame: Callable[[can.Message], None]) -> None:
+        super().__init__()
+        self._on_frame = on_frame
+
+    def put(self, item: can.Message, block: bool = True, timeout: float | None = None) -> None:
+        self._on_frame(item)
+
+
+class _SimEndpoint(virtual.VirtualBus):
+    """The simulator's place on the channel: sends like any virtual bus, receives through an
+    :class:`_Inbox`."""
+
+    def __init__(self, channel: str, on_frame: Callable[[can.Message], None]) -> None:
+        super().__init__(channel=channel, receive_own_messages=False)
+        inbox = _Inbox(on_frame)
+        with virtual.channels_lock:
+            self.channel[self.channel.index(self.queue)] = inbox
+            self.queue = inbox
+
+
+class SimHostBus(virtual.VirtualBus):
+    """A host's virtual bus on a simulated channel: every read first delivers the frames whose
+    wire time has come, and waits no longer than until the next one is due."""
+
+    def __init__(self, channel: str, sim: SimMotorBus | None) -> None:
+        super().__init__(channel=channel, receive_own_messages=False)
+        self._sim = sim
+        if sim is not None:
+            sim.attach_host()
+
+    def _recv_internal(self, timeout: float | None) -> tuple[can.Message | None, bool]:
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            now = time.monotonic()  # before the pump: whatever was due by now is delivered
+            due = self._sim.pump() if self._sim is not None else None
+            msg, filtered = super()._recv_internal(0.0)
+            if msg is not None or (end is not None and now >= end):
+                return msg, filtered
+            wait = None if end is None else end - now
+            if due is not None:
+                wait = due - now if wait is None else min(wait, due - now)
+            msg, filtered = super()._recv_internal(None if wait is None else max(0.0, wait))
+            if msg is not None:
+                return msg, filtered
+
+    def shutdown(self) -> None:
+        if self._sim is not None:
+            self._sim.detach_host()
+            self._sim = None
+        super().shutdown()
+
+
+def open_host_bus(channel: str) -> SimHostBus:
+    """A host bus on ``channel``, pulling from the simulator running there (if any)."""
+    return SimHostBus(channel, registry.running(channel))
+
+
 class SimMotorBus:
-    """Owns one virtual Bus on ``channel`` and a thread that answers for every motor on it."""
+    """Owns the simulator's place on the virtual ``channel`` and answers for every motor on it."""
 
     def __init__(
         self,
@@ -83,8 +156,10 @@ class SimMotorBus:
         self._rng = random.Random(seed)
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._bus: can.BusABC | None = None
+        self._hosts = 0  # attached SimHostBus: they deliver, the thread stays out of the way
         self._wire_free = 0.0
         self._ready: list[tuple[float, int, int, bytes]] = []  # (ready_t, seq, arb id, data)
         self._deliver: list[tuple[float, int, int, bytes]] = []  # (wire end, seq, arb id, data)
@@ -103,18 +178,19 @@ class SimMotorBus:
             return self
         if self._register:
             registry.register(self)
-        self._bus = can.Bus(interface="virtual", channel=self.channel, receive_own_messages=False)
         now = time.monotonic()
         self._wall_to_mono = now - time.time()
         for motor in self.motors.values():
             motor.t = motor.last_rx = now
         self._next_stray = [now + s.period_s for s in self.stray]
+        self._bus = _SimEndpoint(self.channel, self._on_host_frame)
         self._thread = threading.Thread(target=self._run, name=f"sim-can-{self.channel}", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             self._thread = None
@@ -158,6 +234,7 @@ class SimMotorBus:
         """Run ``fn`` on the sim thread ``delay_s`` from now (scheduled fault injection)."""
         with self._lock:
             heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._seq), fn))
+        self._wake.set()
 
     def with_motors(self, fn: Callable[[dict[int, SimMotor]], Any]) -> Any:
         """Inspect or change motors consistently with the sim thread."""
@@ -185,49 +262,66 @@ class SimMotorBus:
         self.report_path.write_text(json.dumps(self.snapshot(), indent=1, default=str))
 
     # -- the wire -------------------------------------------------------------------------------
+    def attach_host(self) -> None:
+        with self._lock:
+            self._hosts += 1
+
+    def detach_host(self) -> None:
+        with self._lock:
+            self._hosts -= 1
+        self._wake.set()
+
+    def pump(self) -> float | None:
+        """Deliver every frame whose wire time has come (on the caller's thread); returns when the
+        next one is due, or None if nothing is scheduled."""
+        with self._lock:
+            bus = self._bus
+            if bus is None:
+                return None
+            self._service(bus, time.monotonic())
+            return self._next_due()
+
     def _run(self) -> None:
-        bus = self._bus
-        assert bus is not None
         try:
             while not self._stop.is_set():
-                msg = bus.recv(timeout=self._wait_s())
                 with self._lock:
-                    while msg is not None:
-                        self._on_host_frame(msg)
-                        msg = bus.recv(timeout=0.0)  # drain the burst before replying
-                    self._service(bus, time.monotonic())
+                    due = self._next_due() if self._hosts == 0 else None
+                wait = IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, max(0.0, due - time.monotonic()))
+                self._wake.wait(wait)
+                self._wake.clear()
+                with self._lock:
+                    if self._hosts == 0 and self._bus is not None:
+                        self._service(self._bus, time.monotonic())
         except Exception as exc:  # a sim crash must be visible, not a silent dead bus
             self.errors.append(f"{type(exc).__name__}: {exc}")
             raise
 
-    def _wait_s(self) -> float:
-        with self._lock:
-            now = time.monotonic()
-            wake = now + IDLE_WAIT_S
-            for queue in (self._ready, self._deliver, self._timers):
-                if queue:
-                    wake = min(wake, queue[0][0])
-            if self._next_stray:
-                wake = min(wake, *self._next_stray)
-            return max(0.0, wake - now)
+    def _next_due(self) -> float | None:
+        times = [q[0][0] for q in (self._ready, self._deliver, self._timers) if q]
+        times += self._next_stray
+        return min(times) if times else None
 
     def _on_host_frame(self, msg: can.Message) -> None:
-        self.frames_in += 1
-        if msg.is_extended_id or msg.is_remote_frame or msg.is_error_frame:
-            return
-        data = bytes(msg.data)
-        now = time.monotonic()
-        sent = min(now, msg.timestamp + self._wall_to_mono) if msg.timestamp else now
-        end = self._occupy(sent)
-        for motor in self.motors.values():
-            if motor.accepts(msg.arbitration_id, data):
-                reply = motor.handle(msg.arbitration_id, data, end)
-                if reply is not None and self._rng.random() >= self.drop_probability:
-                    ready = end
-                    if self.timing.enabled:
-                        ready += self.timing.latency_s + self._rng.uniform(0.0, self.timing.jitter_s)
-                    heapq.heappush(self._ready, (ready, next(self._seq), motor.mst_id, reply))
-                break
+        """Runs on the sender's thread, inside its ``send()``."""
+        with self._lock:
+            self.frames_in += 1
+            if msg.is_extended_id or msg.is_remote_frame or msg.is_error_frame:
+                return
+            data = bytes(msg.data)
+            now = time.monotonic()
+            sent = min(now, msg.timestamp + self._wall_to_mono) if msg.timestamp else now
+            self._commit(sent)  # replies ready before this frame got the wire first
+            end = self._occupy(sent)
+            for motor in self.motors.values():
+                if motor.accepts(msg.arbitration_id, data):
+                    reply = motor.handle(msg.arbitration_id, data, end)
+                    if reply is not None and self._rng.random() >= self.drop_probability:
+                        ready = end
+                        if self.timing.enabled:
+                            ready += self.timing.latency_s + self._rng.uniform(0.0, self.timing.jitter_s)
+                        heapq.heappush(self._ready, (ready, next(self._seq), motor.mst_id, reply))
+                    break
+        self._wake.set()
 
     def _occupy(self, t: float) -> float:
         """Put one frame on the wire no earlier than ``t``; returns when it has been sent."""
@@ -237,16 +331,22 @@ class SimMotorBus:
         self._wire_free = start + self.timing.frame_s
         return self._wire_free
 
+    def _commit(self, upto: float) -> None:
+        """Give the wire to every reply ready by ``upto``, in the order they became ready."""
+        while self._ready and self._ready[0][0] <= upto:
+            ready, seq, arb, data = heapq.heappop(self._ready)
+            heapq.heappush(self._deliver, (self._occupy(ready), seq, arb, data))
+
     def _service(self, bus: can.BusABC, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
             heapq.heappop(self._timers)[2]()
-        while self._ready and self._ready[0][0] <= now:
-            ready, seq, arb, data = heapq.heappop(self._ready)
-            heapq.heappush(self._deliver, (self._occupy(ready), seq, arb, data))
+        self._commit(now)
         for i, stray in enumerate(self.stray):
             if self._next_stray[i] <= now:
-                self._next_stray[i] = now + stray.period_s
-                heapq.heappush(self._deliver, (self._occupy(now), next(self._seq), stray.arbitration_id, stray.data))
+                at = self._next_stray[i]
+                nxt = at + stray.period_s
+                self._next_stray[i] = nxt if nxt > now else now + stray.period_s  # late: no catch-up burst
+                heapq.heappush(self._deliver, (self._occupy(at), next(self._seq), stray.arbitration_id, stray.data))
         while self._deliver and self._deliver[0][0] <= now:
             _, _, arb, data = heapq.heappop(self._deliver)
             bus.send(can.Message(arbitration_id=arb, data=data, is_extended_id=False))
