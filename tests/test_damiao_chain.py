@@ -248,3 +248,32 @@ def test_runner_silence_stops_the_arm(rig: Rig) -> None:
     assert "no read or action from the runner" in (rig.chain.fault or "")
     assert not any(m.enabled for m in rig.sim.motors.values())
     assert math.isfinite(float(np.sum(rig.chain.measured())))
+
+
+def test_a_held_command_settles_inside_the_limits_when_the_host_stalls(rig: Rig) -> None:
+    """A motor keeps executing the last MIT frame while the host stalls; with velocity feedforward
+    it settles at p + kd v / kp, not p. Every frame keeps that point inside the joint limits, so a
+    stall during a fast slew towards a limit never carries the joint past it."""
+    enable_and_control(rig)
+    measured = rig.chain.measured()
+    upper = measured[3] + 0.3
+    controls = list(CONTROLS)
+    controls[3] = JointControl(kp=ARM_KP["yam"][3], kd=ARM_KD[3], upper=upper, max_speed=3.0, max_error=0.2)
+    rig.chain.set_controls(controls)
+    target = measured.copy()
+    target[3] += 2.0  # far past the limit: the command slews at 3 rad/s, then sits on the limit
+    rig.chain.set_targets(target)
+    rig.wait_cycles(8)
+    with rig.chain._lock:  # the host stalls mid-slew (shorter than the motor watchdog)
+        time.sleep(0.25)
+    rig.wait_cycles(60)
+    with rig.chain._lock:  # and again, sitting on the limit
+        time.sleep(0.25)
+    assert rig.sim.motor(4).q <= upper + 0.02
+    frames = rig.close()
+    reach = ARM_KD[3] / ARM_KP["yam"][3]
+    joint4 = mit_frames(frames, 4)
+    assert any(v > 0.5 for _, _, v, _ in joint4), "the slew used velocity feedforward"
+    for _, p, v, _ in joint4:
+        assert p <= upper + 4e-4
+        assert p + reach * v <= upper + 0.01, f"frame p={p} v={v} settles past the limit {upper}"

@@ -500,7 +500,13 @@ class MotorChain:
         measured = reading.position
         p = min(max(p, measured - band, c.lower), measured + band, c.upper)
         self._command[i] = p
-        return p, (v if c.velocity_feedforward and p != target else 0.0)
+        v = v if c.velocity_feedforward and p != target else 0.0
+        if v and c.kp > 0 and c.kd > 0:
+            # A motor holding this frame (the host stalls) settles where kp (p - q) + kd v = 0, at
+            # q = p + kd v / kp: keep that point inside the joint limits too.
+            reach = c.kd / c.kp
+            v = min(max(v, (c.lower - p) / reach), (c.upper - p) / reach)
+        return p, v
 
     def _stopping_cycle(self, now: float) -> None:
         elapsed = now - self._stop_started
