@@ -43,6 +43,7 @@ from reflex.hardware.subprocess.layout import reconcile
 from reflex.hardware.subprocess.observation import ObservationDecoder
 from reflex.hardware.subprocess.persistent import ChannelBroken, PersistentProcess
 from reflex.hardware.subprocess.process import CommandSpec, StartFailed, describe_exit, run_once
+from reflex.hardware.subprocess.streams import MAX_REPLY_BYTES
 from reflex.ports import Camera, JointLayout, StateSample
 
 # Per call, which config field serves which request.
@@ -360,6 +361,9 @@ class SubprocessHardware:
         except StartFailed as exc:
             raise self._error(hook, at, str(exc), field=field) from None
         stderr = self._last_stderr = tail(result.stderr)
+        if result.overflow:
+            raise self._error(hook, at, f"wrote more than {MAX_REPLY_BYTES} bytes to stdout (a reply is one "
+                              "JSON object; logs go to stderr); process group killed", field=field, stderr=stderr)
         if result.returncode is None:
             raise self._error(hook, at, f"timed out after {timeout_s:g} s (process group killed)",
                               field=field, stderr=stderr)

@@ -8,7 +8,6 @@ the process: after that, nothing it says can be trusted, and the safe stop goes 
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import selectors
@@ -20,9 +19,7 @@ from typing import Any
 from reflex.hardware.subprocess.codec import decode_object, reply_id_despite_nan
 from reflex.hardware.subprocess.errors import ContractViolation, NonFiniteNumber, excerpt, tail
 from reflex.hardware.subprocess.process import CommandSpec, describe_exit, kill_group, start
-
-MAX_LINE_BYTES = 64 * 1024 * 1024
-STDERR_LINES = 40
+from reflex.hardware.subprocess.streams import MAX_REPLY_BYTES, READ_BYTES, StderrTail
 
 
 class ChannelBroken(RuntimeError):
@@ -30,12 +27,15 @@ class ChannelBroken(RuntimeError):
 
 
 class PersistentProcess:
-    def __init__(self, spec: CommandSpec, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, spec: CommandSpec, extra_env: dict[str, str], max_reply_bytes: int = MAX_REPLY_BYTES
+    ) -> None:
         self.spec = spec
+        self.max_reply_bytes = max_reply_bytes
         self._extra_env = extra_env
         self._proc: subprocess.Popen[bytes] | None = None
         self._buffer = bytearray()
-        self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self._stderr = StderrTail()
         self._stderr_thread: threading.Thread | None = None
         self._selector: selectors.BaseSelector | None = None
         self.broken: str | None = None  # why the channel is unusable
@@ -75,7 +75,7 @@ class PersistentProcess:
     def stderr_tail(self) -> str:
         if self._stderr_thread is not None and self._proc is not None and self._proc.poll() is not None:
             self._stderr_thread.join(timeout=0.2)  # let the last lines arrive
-        return tail("\n".join(self._stderr))
+        return tail(self._stderr.text())
 
     # -- exchange --------------------------------------------------------------------------
     def exchange(self, line: bytes, request_id: int, timeout_s: float) -> dict[str, Any]:
@@ -120,8 +120,8 @@ class PersistentProcess:
                 if line.strip():
                     return line
                 continue  # blank lines are allowed between messages
-            if len(self._buffer) > MAX_LINE_BYTES:
-                self._break(f"a reply line exceeded {MAX_LINE_BYTES} bytes without a newline")
+            if len(self._buffer) > self.max_reply_bytes:
+                self._break(f"a reply line exceeded {self.max_reply_bytes} bytes without a newline")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 partial = f"; partial line so far: {excerpt(bytes(self._buffer))}" if self._buffer else ""
@@ -151,10 +151,12 @@ class PersistentProcess:
 
     # -- internals -------------------------------------------------------------------------
     def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        """Read stderr in fixed-size chunks into a bounded tail: a line with no end costs nothing."""
         assert proc.stderr is not None
+        fd = proc.stderr.fileno()
         try:
-            for raw in iter(proc.stderr.readline, b""):
-                self._stderr.append(raw.decode("utf-8", errors="replace").rstrip())
+            while chunk := os.read(fd, READ_BYTES):
+                self._stderr.feed(chunk)
         except (OSError, ValueError):
             pass
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shlex
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reflex.hardware.subprocess.config import Command
+from reflex.hardware.subprocess.streams import MAX_REPLY_BYTES, READ_BYTES, StderrTail
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,11 @@ class CommandSpec:
 
 @dataclass
 class CallResult:
-    returncode: int | None  # None: killed after the timeout
+    returncode: int | None  # None: killed after the timeout, or for writing too much
     stdout: bytes
-    stderr: bytes
+    stderr: bytes  # the kept tail only (see streams.StderrTail)
     seconds: float
+    overflow: bool = False  # stdout went past the reply cap: killed
 
 
 class StartFailed(OSError):
@@ -96,21 +100,74 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def run_once(spec: CommandSpec, stdin: bytes, timeout_s: float, extra_env: dict[str, str]) -> CallResult:
-    """Run the command to completion with ``stdin``; kill its group when ``timeout_s`` passes."""
+def run_once(
+    spec: CommandSpec, stdin: bytes, timeout_s: float, extra_env: dict[str, str],
+    max_stdout: int = MAX_REPLY_BYTES,
+) -> CallResult:
+    """Run the command to completion with ``stdin``; kill its group when ``timeout_s`` passes or
+    stdout goes past ``max_stdout``. stderr is drained into a bounded tail."""
     t0 = time.monotonic()
+    deadline = t0 + timeout_s
     proc = start(spec, extra_env)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out = bytearray()
+    err = StderrTail()
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as selector:
+        for stream, event in ((proc.stdin, selectors.EVENT_WRITE), (proc.stdout, selectors.EVENT_READ),
+                              (proc.stderr, selectors.EVENT_READ)):
+            os.set_blocking(stream.fileno(), False)
+            selector.register(stream, event)
+        if not pending:
+            _unregister(selector, proc.stdin)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _killed(proc, out, err, t0)
+            for key, _ in selector.select(remaining):
+                source: Any = key.fileobj
+                if source is proc.stdin:
+                    try:
+                        pending = pending[os.write(proc.stdin.fileno(), pending[:READ_BYTES]):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        pending = pending[:0]  # stopped reading stdin: its exit status tells why
+                    if not pending:
+                        _unregister(selector, proc.stdin)
+                    continue
+                try:
+                    data = os.read(key.fd, READ_BYTES)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    _unregister(selector, source)
+                elif source is proc.stdout:
+                    out += data
+                    if len(out) > max_stdout:
+                        return _killed(proc, out[:max_stdout], err, t0, overflow=True)
+                else:
+                    err.feed(data)
     try:
-        out, err = proc.communicate(stdin, timeout=timeout_s)
+        proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
     except subprocess.TimeoutExpired:
-        kill_group(proc)
-        try:
-            out, err = proc.communicate(timeout=1.0)
-        except (subprocess.TimeoutExpired, ValueError):
-            out, err = b"", b""
-        _close(proc)
-        return CallResult(None, out or b"", err or b"", time.monotonic() - t0)
-    return CallResult(proc.returncode, out, err, time.monotonic() - t0)
+        return _killed(proc, out, err, t0)
+    _close(proc)
+    return CallResult(proc.returncode, bytes(out), err.text().encode(), time.monotonic() - t0)
+
+
+def _unregister(selector: selectors.BaseSelector, stream: Any) -> None:
+    selector.unregister(stream)
+    with contextlib.suppress(OSError):
+        stream.close()
+
+
+def _killed(
+    proc: subprocess.Popen[bytes], out: bytearray, err: StderrTail, t0: float, overflow: bool = False
+) -> CallResult:
+    kill_group(proc)
+    _close(proc)
+    return CallResult(None, bytes(out), err.text().encode(), time.monotonic() - t0, overflow)
 
 
 def _close(proc: subprocess.Popen[bytes]) -> None:
