@@ -13,7 +13,7 @@ EXIT_ABORTED = 130  # Ctrl-C during connect, or a second Ctrl-C
 
 
 MAX_PATH_CHARS = 160
-MAX_MESSAGE_CHARS = 400
+MAX_MESSAGE_CHARS = 800
 
 
 def clip(text: str, limit: int) -> str:

@@ -133,12 +133,14 @@ def build() -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     from reflex.cli.output import wants_json
-    from reflex.runtime.signals import hold_until_exit
+    from reflex.runtime.signals import hold_until_exit, release_early_signals
 
     if argv is None:  # the ``reflex`` process itself: signal handlers stay until it exits
         hold_until_exit()
     args = sys.argv[1:] if argv is None else argv
     command: Any = build()
+    if args[:1] != ["connect"]:
+        release_early_signals()  # only connect takes the signals over (reflex.runtime.signals)
     try:
         code = command.main(args=args, prog_name="reflex", standalone_mode=False)
     except typer.Abort:

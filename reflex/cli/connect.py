@@ -58,6 +58,7 @@ def connect(
     gate.install()
     try:
         try:
+            gate.act_on_early_signals()
             payload = _run(config, record, formats, no_record, api_key, verbose, check, gate, as_json)
         except ConfigError as exc:
             payload = {

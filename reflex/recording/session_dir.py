@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import time
 from pathlib import Path
 
@@ -16,8 +17,10 @@ def user_slug(api_key: str | None) -> str:
 
 
 def new_session_id() -> str:
+    """Unique per session, also for two sessions of one process within the same second (each
+    gets its own default recording directory)."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"session_{stamp}_{os.getpid() % 100000:05d}"
+    return f"session_{stamp}_{os.getpid() % 100000:05d}_{secrets.token_hex(2)}"
 
 
 def recording_dir(explicit: str | None, session_id: str, api_key: str | None) -> Path:

@@ -39,6 +39,7 @@ from reflex.runtime.target_fit import RobotSide, target_mismatches
 
 if TYPE_CHECKING:
     from reflex.config.session import SessionConfig
+    from reflex.recording.dir_lock import RecordingLock
 
 RECORDER_CLOSE_S = 30.0
 FORCED_EXIT_FLUSH_S = 2.0
@@ -125,6 +126,7 @@ class Session:
         self.enabled = False
         self._enable_failed = False
         self._hardware_closed = False
+        self._record_lock: RecordingLock | None = None
         self._owns_signals = False
         self._t_start = 0.0
         self._report: LoopReport | None = None
@@ -136,7 +138,10 @@ class Session:
         return self._t_start
 
     def run(self) -> SessionResult:
+        """Run the session. Raises ConfigError (nothing touched) if the recording directory is
+        refused: it holds a recording, or a live session is writing it."""
         self._t_start = time.monotonic()
+        self._claim_recording_dir()
         self._owns_signals = self.gate.install()
         incident: Incident | None = None
         try:
@@ -255,6 +260,20 @@ class Session:
         except Exception as exc:
             raise SetupError(stage, f"{type(exc).__name__}: {exc}") from exc
 
+    def _claim_recording_dir(self) -> None:
+        cfg, opts = self.config, self.options
+        if opts.no_record or not cfg.record.enabled:
+            return
+        from reflex.errors import ConfigError, ConfigIssue
+        from reflex.recording.dir_lock import RecordingDirRefused, claim_recording_dir
+
+        directory = recording_dir(opts.record_dir or cfg.record.dir, self.session_id, opts.api_key)
+        try:
+            self._record_lock = claim_recording_dir(directory, self.session_id)
+        except RecordingDirRefused as exc:
+            where = "--record" if opts.record_dir else ("record.dir" if cfg.record.dir else "recording directory")
+            raise ConfigError(str(self.path), [ConfigIssue(where, str(exc))]) from None
+
     def _start_recording(self) -> None:
         cfg, opts = self.config, self.options
         recording = not opts.no_record and cfg.record.enabled
@@ -262,9 +281,7 @@ class Session:
             return
         from reflex.recording.factory import build_recorders
 
-        directory = (
-            recording_dir(opts.record_dir or cfg.record.dir, self.session_id, opts.api_key) if recording else None
-        )
+        directory = self._record_lock.directory if recording and self._record_lock is not None else None
         assert self.hardware is not None
         meta = SessionMeta(
             session_id=self.session_id,
@@ -350,6 +367,8 @@ class Session:
         for name, info in health.items():
             res.cameras.setdefault(name, {})["health"] = info
         self._close_recording()
+        if self._record_lock is not None:
+            self._record_lock.release()
         self.gate.phase = "done"  # the result is decided: from here on signals are only counted
         self._forced_during_shutdown()
         if self._owns_signals:

@@ -25,11 +25,53 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # (restoring Python's default first would let a late Ctrl-C turn a printed exit code 0 into
 # status 130). In-process callers (tests, notebooks) get their handlers back.
 _hold_until_exit = False
+_early_pending: list[int] = []  # signals that arrived while the ``reflex`` process was starting
+_early_active = False
 
 
 def hold_until_exit() -> None:
     global _hold_until_exit
     _hold_until_exit = True
+
+
+def catch_early_signals() -> None:
+    """First line of the ``reflex`` process: a signal that arrives while Python imports the CLI is
+    held (not a KeyboardInterrupt traceback) until the command takes the signals over — ``connect``
+    then aborts cleanly with exit 130 and its JSON — or gives them back (other commands)."""
+    global _early_active
+    if threading.current_thread() is not threading.main_thread():
+        return
+    hold_until_exit()
+    _early_active = True
+    for sig in SIGNALS:
+        signal.signal(sig, _hold_early)
+
+
+def _hold_early(signum: int, _frame: FrameType | None) -> None:
+    _early_pending.append(signum)
+
+
+def _take_early() -> list[int]:
+    global _early_active
+    if not _early_active:
+        return []
+    _early_active = False
+    pending = list(_early_pending)
+    _early_pending.clear()
+    return pending
+
+
+def release_early_signals() -> None:
+    """A command that does not take the signals over: Python's defaults back, and a signal held
+    during start-up acts now as the default would have (Ctrl-C -> KeyboardInterrupt)."""
+    if not _early_active:
+        return
+    pending = _take_early()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in SIGNALS[1:]:
+        signal.signal(sig, signal.SIG_DFL)
+    for signum in pending[:1]:
+        signal.raise_signal(signum)
 
 
 class ForcedExit(BaseException):
@@ -45,14 +87,25 @@ class SignalGate:
         self.leave_now = threading.Event()
         self.forced = False  # a second signal arrived before the result was decided
         self._previous: dict[int, Any] = {}
+        self._pending: list[int] = []
 
     def install(self) -> bool:
         """Take over the signals (main thread only); False when already installed or impossible."""
         if self._previous or threading.current_thread() is not threading.main_thread():
             return False  # signals only reach the main thread; in-process callers stop via request_stop
+        early = _early_active
         for sig in SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+            if early:
+                self._previous[sig] = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        self._pending = _take_early()
         return True
+
+    def act_on_early_signals(self) -> None:
+        """A signal held while the process started counts as arriving now (during connect: abort)."""
+        pending, self._pending = self._pending, []
+        for signum in pending:
+            self._handle(signum, None)
 
     def release(self) -> None:
         """Give the signals back; in the ``reflex`` process itself, ignore them instead until it
