@@ -179,8 +179,8 @@ def test_kill_hup_of_a_real_connect_with_a_connector_process(tmp_path: Path) -> 
 
 def test_double_hup_of_a_connector_session_is_consistent(tmp_path: Path) -> None:
     """Two hang-ups 5 ms apart. A connector session shuts down in milliseconds, so the second may
-    land after the result is decided: either way the status is the printed code, and a forced
-    stop is exactly one ``safe_stop`` sent to the live process before its ``close``."""
+    land while it closes or after the result is decided: either way the status is the printed
+    code, and a forced stop sends at most one ``safe_stop``, always before ``close``."""
     rec = tmp_path / "rec"
     proc = start(connector_session(tmp_path), "--record", str(rec))
     wait_for(lambda: "enable" in pipe_ops(tmp_path), proc)
@@ -192,9 +192,10 @@ def test_double_hup_of_a_connector_session_is_consistent(tmp_path: Path) -> None
     result = finish(proc)
     ops = pipe_ops(tmp_path)
     assert ops[-1] == "close"
-    if result["exitCode"] == 130:
-        assert result["stopReason"] == "forced_exit" and result["safeStops"] == 1
-        assert ops.count("safe_stop") == 1 and ops.index("safe_stop") < ops.index("close")
+    if result["exitCode"] == 130:  # forced: a safe stop unless the process was already closing
+        assert result["stopReason"] == "forced_exit"
+        assert ops.count("safe_stop") == result["safeStops"] <= 1
+        assert "safe_stop" not in ops or ops.index("safe_stop") < ops.index("close")
     else:
         assert result["exitCode"] == 0 and result["stopReason"] == "signal:SIGHUP"
         assert "safe_stop" not in ops and result["safeStops"] == 0
