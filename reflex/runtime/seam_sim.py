@@ -95,6 +95,7 @@ class TrackingArm:
         self.measured: list[np.ndarray] = []
         self.chunk_ids: list[int | None] = []
         self.steps: list[int] = []
+        self.times: list[float] = []  # tick time of each command
 
     def connect(self) -> None: ...
 
@@ -110,6 +111,7 @@ class TrackingArm:
         self.commands.append(np.asarray(action, dtype=float).copy())
         self.chunk_ids.append(chunk_id)
         self.steps.append(step)
+        self.times.append(self.clock() if t_target is None else t_target)
         self.q = np.asarray(action, dtype=float).copy()
 
     def safe_stop(self, reason: str) -> None: ...
@@ -131,7 +133,8 @@ class DisagreeingPolicy:
     amplitude: float = 0.3
     period_s: float = 2.0
     seed: int = 0
-    step_at: float | None = None  # reference jumps by ``step_size`` at this time (tracking delay)
+    step_at: float | None = None  # the goal jumps by ``step_size`` at this time; only chunks
+    # inferred from an observation after it know (to measure how fast each blend follows)
     step_size: float = 0.0
     calls: int = 0
     _rng: np.random.Generator = field(init=False)
@@ -143,10 +146,7 @@ class DisagreeingPolicy:
         centre = (self.layout.lower + self.layout.upper) / 2
         tt = np.atleast_1d(np.asarray(t, dtype=float))[:, None]
         phase = np.arange(self.layout.dim) * 0.4
-        ref = centre + self.amplitude * np.sin(2 * math.pi * tt / self.period_s + phase)
-        if self.step_at is not None:
-            ref = ref + self.step_size * (tt >= self.step_at)
-        return ref
+        return centre + self.amplitude * np.sin(2 * math.pi * tt / self.period_s + phase)
 
     def connect(self) -> Any:
         from reflex.ports import TargetInfo
@@ -160,7 +160,10 @@ class DisagreeingPolicy:
         self.calls += 1
         shift = sign * self.offset + self.noise * self._rng.standard_normal(self.layout.dim)
         times = obs.t_capture + np.arange(self.chunk_length) * self.action_dt
-        return self.reference(times) + shift, {}
+        chunk = self.reference(times) + shift
+        if self.step_at is not None and obs.t_capture >= self.step_at:
+            chunk += self.step_size * (times >= self.step_at)[:, None]
+        return chunk, {}
 
     def close(self) -> None: ...
 
