@@ -7,12 +7,13 @@ schedule's ``action_at``), against the hard switch measured in the same run, int
 
 Figures (each against the hard switch of the same run):
 - max seam jump (largest step discontinuity a switch put into the command) for a policy whose
-  chunks alternate by a fixed offset, and one whose chunks get seeded noise: target <= 0.2x;
+  chunks alternate by a fixed offset, and one whose chunks get seeded noise: target <= 0.2x
+  (a linear crossfade's is the gap x control period / blend_s: 0.1x for 0.2 s at 50 Hz);
 - added tracking delay: after the goal steps, how much later the command reaches half the step
   than with a hard switch: target <= blend_s (crossfade);
 - per-step blending overhead: p50 of action_at minus the hard switch's: target <= 0.05 ms.
 
-Usage: python bench/seam_bench.py [--steps 3000] [--blend-s 0.1] [--horizon 10] [--ens-horizon 5]
+Usage: python bench/seam_bench.py [--steps 3000] [--blend-s 0.2] [--horizon 10] [--ens-horizon 5]
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ def overhead(args: argparse.Namespace) -> dict[str, list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--blend-s", type=float, default=0.1)
+    parser.add_argument("--blend-s", type=float, default=0.2)
     parser.add_argument("--horizon", type=int, default=10, help="none/crossfade: actions per chunk")
     parser.add_argument("--ens-horizon", type=int, default=5, help="ensemble: actions per chunk")
     parser.add_argument("--repeats", type=int, default=5)

@@ -46,10 +46,11 @@ def test_every_config_declares_its_schema_and_validates(path: Path) -> None:
     load_session_config(path)  # raises ConfigError if invalid
 
 
-def test_demo_export_is_reproduced_by_its_script(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("script", "export"), [("build_export", "demo"), ("build_flow_export", "demo_flow")])
+def test_demo_export_is_reproduced_by_its_script(tmp_path: Path, script: str, export: str) -> None:
     pytest.importorskip("onnx")
-    subprocess.run([sys.executable, "-m", "reflex.demo.build_export", str(tmp_path)], check=True, cwd=REPO)
-    shipped = REPO / "reflex" / "demo" / "exports" / "demo"
+    subprocess.run([sys.executable, "-m", f"reflex.demo.{script}", str(tmp_path)], check=True, cwd=REPO)
+    shipped = REPO / "reflex" / "demo" / "exports" / export
     for name in ("model.onnx", "reflex_config.json"):
         assert (tmp_path / name).read_bytes() == (shipped / name).read_bytes(), name
 

@@ -119,3 +119,53 @@ def test_rtc_prefix_weights_follow_the_exp_schedule() -> None:
     np.testing.assert_allclose(w[6:], 0.0)
     assert np.all(np.diff(w[1:7]) < 0)
     np.testing.assert_allclose(w[2], 0.8 * (np.exp(0.8) - 1) / (np.e - 1))  # research note: .571
+
+
+def flow_target() -> Any:
+    from pathlib import Path
+
+    from reflex.targets.export_manifest import resolve_export_dir
+    from reflex.targets.local.config import LocalTargetSpec
+    from reflex.targets.local.target import LocalTarget
+
+    return LocalTarget(LocalTargetSpec(export="builtin:demo_flow"), resolve_export_dir("builtin:demo_flow", Path.cwd()))
+
+
+@pytest.mark.parametrize(("horizon", "latency_s"), [(10, 0.03), (15, 0.1), (25, 0.2)])
+def test_rtc_prefix_makes_the_new_chunk_continue_the_plan_at_the_seam(horizon: int, latency_s: float) -> None:
+    """The flow-matching demo export (real ONNX, guided denoising) with and without the prefix
+    the runner fills at request time: what will run while inference is in flight."""
+    gaps = {}
+    for prefix in (False, True):
+        target = flow_target()
+        run = run_simulated(target, layout=LAYOUT, steps=300, horizon=horizon, latency_s=latency_s, prefix=prefix,
+                            max_delta=0.5)
+        assert run.report.incident is None and run.report.seams["prefix"] is prefix
+        requests = run.worker.requests
+        with_plan = [obs.prefix for obs in requests[2:]]  # the first chunks have no plan to continue
+        assert all((p is not None) is prefix for p in with_plan)
+        if prefix:
+            frozen = {p.frozen for p in with_plan if p is not None}
+            assert min(frozen) >= 1 and max(frozen) <= 50  # what runs while inference is in flight
+        gaps[prefix] = run.report.seams["gap"]
+    assert gaps[False]["p50"] > 0.1  # unguided, successive chunks disagree by a random offset
+    assert gaps[True]["p50"] <= 0.01  # guided, the new chunk continues the plan at the switch
+    assert gaps[True]["max"] <= 0.25 * gaps[False]["max"]
+
+
+def test_an_export_without_a_plan_samples_unguided_and_rejects_a_malformed_prefix() -> None:
+    from reflex.policy.onnx_policy import PolicyInputError
+    from reflex.ports import ChunkPrefix
+
+    target = flow_target()
+    info = target.connect()
+    assert info.accepts_prefix
+    policy = target.policy
+    assert policy is not None
+    state = (LAYOUT.lower + LAYOUT.upper) / 2
+    free = policy.predict(state, {}, 4)
+    plan = free + 0.05
+    guided = policy.predict(state, {}, 4, prefix=ChunkPrefix(plan, 3, prefix_weights(3, 40, 50)))
+    assert np.abs(guided - plan).max() < 0.01 < np.abs(free - plan).min()
+    with pytest.raises(PolicyInputError, match="prefix has shape"):
+        policy.predict(state, {}, 4, prefix=ChunkPrefix(plan[:10], 3, prefix_weights(3, 10, 10)))

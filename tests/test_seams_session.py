@@ -59,3 +59,19 @@ def test_a_horizon_longer_than_the_chunk_is_a_setup_error(tmp_path: Path) -> Non
     result = json_result(proc)
     assert proc.returncode == 3 and not result["ok"]
     assert any("execution.horizon" in e and "longer than the target's chunks (50" in e for e in result["errors"])
+
+
+def test_a_prefix_export_gets_the_plan_in_a_real_session(tmp_path: Path) -> None:
+    """builtin:demo_flow through ``reflex connect``: the runner fills its prefix inputs and the
+    guided chunks continue the plan; with execution.prefix off they are sampled unguided."""
+    gaps = {}
+    for prefix in (True, False):
+        data = base_session(mode="apply_actions", control_rate_hz=50, max_steps=150, cameras={},
+                            target={"kind": "local", "export": "builtin:demo_flow"},
+                            execution={"horizon": 15, "prefix": prefix})
+        proc = run_cli(["connect", str(write_session(tmp_path, data, f"s{prefix}.yaml")), "--json"])
+        result = json_result(proc)
+        assert result["ok"], result["errors"]
+        assert result["seams"]["prefix"] is prefix and result["seams"]["switches"] >= 4
+        gaps[prefix] = result["seams"]["gap"]["p50"]
+    assert gaps[True] < 0.3 * gaps[False]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from reflex.policy.providers import choose_providers
+from reflex.ports import ChunkPrefix
 from reflex.targets.export_manifest import ExportManifest, InputSpec, Stats, file_sha256, load_manifest
 
 MAX_TASK_CHARS = 4096
@@ -69,10 +70,12 @@ class OnnxPolicy:
 
     # -- public ---------------------------------------------------------------------------
     def predict(
-        self, state: np.ndarray, images: dict[str, np.ndarray], step: int, task: str = ""
+        self, state: np.ndarray, images: dict[str, np.ndarray], step: int, task: str = "",
+        prefix: ChunkPrefix | None = None,
     ) -> np.ndarray:
         """One chunk, shape (chunk_length, action_dim), float64, in robot units."""
-        return self.predict_batch(state[None], {k: v[None] for k, v in images.items()}, [step], [task])[0]
+        images_b = {k: v[None] for k, v in images.items()}
+        return self.predict_batch(state[None], images_b, [step], [task], prefixes=[prefix])[0]
 
     def predict_batch(
         self,
@@ -81,13 +84,15 @@ class OnnxPolicy:
         steps: list[int],
         tasks: list[str] | None = None,
         noise: dict[str, np.ndarray] | None = None,
+        prefixes: list[ChunkPrefix | None] | None = None,
     ) -> np.ndarray:
         """Chunks for a batch: states (B, state_dim), images name -> (B, H, W, 3) uint8 RGB.
 
         ``noise`` (input name -> (B, *shape)) replaces the seeded noise, e.g. to re-run stored
-        fixtures; ``tasks`` are the instructions of a model with a text input.
+        fixtures; ``tasks`` are the instructions of a model with a text input; ``prefixes`` the
+        plans being executed, for a model with prefix inputs (None: no plan yet).
         """
-        feeds = self.feeds(states, images, steps, tasks, noise)
+        feeds = self.feeds(states, images, steps, tasks, noise, prefixes)
         (out,) = self.session.run([self.manifest.output], feeds)
         chunk = np.asarray(out, dtype=np.float64)
         if self._action_norm is not None:
@@ -101,6 +106,7 @@ class OnnxPolicy:
         steps: list[int],
         tasks: list[str] | None = None,
         noise: dict[str, np.ndarray] | None = None,
+        prefixes: list[ChunkPrefix | None] | None = None,
     ) -> dict[str, np.ndarray]:
         """The ONNX feeds for a batch, one rule per input role."""
         m = self.manifest
@@ -114,6 +120,7 @@ class OnnxPolicy:
         if self._tokenizer is not None:
             text = self.tokenize(tasks if tasks is not None else [""] * batch)
         feeds: dict[str, np.ndarray] = {}
+        prefix_feeds = self._prefix_feeds(states, prefixes) if m.has_prefix() else None
         noise_index = 0
         for spec in m.inputs:
             if spec.role == "state":
@@ -134,6 +141,9 @@ class OnnxPolicy:
             elif spec.role == "text_mask":
                 assert text is not None
                 feeds[spec.name] = text[1]
+            elif spec.role in ("prefix", "prefix_frozen", "prefix_weights"):
+                assert prefix_feeds is not None
+                feeds[spec.name] = prefix_feeds[spec.role]
             else:  # a role the manifest accepts but this runtime cannot feed: a bug, never silent
                 raise PolicyInputError(f"input '{spec.name}': no feeding rule for role '{spec.role}'")
         return feeds
@@ -160,6 +170,36 @@ class OnnxPolicy:
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         return ids, mask
+
+    def _prefix_feeds(
+        self, states: np.ndarray, prefixes: list[ChunkPrefix | None] | None
+    ) -> dict[str, np.ndarray]:
+        """RTC prefix inputs (docs/execution.md). Without a plan (the first chunk, serve, replay)
+        the prefix is the state held for the whole chunk with nothing frozen and zero weights:
+        a valid value, never zeros (a zero decodes to the dataset mean)."""
+        m = self.manifest
+        batch, length, dim = states.shape[0], m.chunk_length, m.action_dim
+        actions = np.empty((batch, length, dim))
+        frozen = np.zeros(batch, dtype=np.int64)
+        weights = np.zeros((batch, length), dtype=np.float32)
+        for b in range(batch):
+            prefix = prefixes[b] if prefixes is not None and b < len(prefixes) else None
+            if prefix is None:
+                if m.state_dim != dim:
+                    raise PolicyInputError("a prefix without a plan needs state_dim == action_dim")
+                actions[b] = states[b]
+                continue
+            rows = np.asarray(prefix.actions, dtype=np.float64)
+            w = np.asarray(prefix.weights, dtype=np.float64)
+            if rows.shape != (length, dim) or w.shape != (length,) or not 0 <= prefix.frozen <= length:
+                raise PolicyInputError(f"prefix has shape {rows.shape} / weights {w.shape} / frozen "
+                                       f"{prefix.frozen}, expected ({length}, {dim}) / ({length},) / 0..{length}")
+            if not (np.all(np.isfinite(rows)) and np.all(np.isfinite(w))):
+                raise PolicyInputError("prefix contains NaN or Inf")
+            actions[b], frozen[b], weights[b] = rows, prefix.frozen, w
+        if self._action_norm is not None:
+            actions = self._action_norm.normalise(actions)
+        return {"prefix": actions.astype(np.float32), "prefix_frozen": frozen, "prefix_weights": weights}
 
     # -- helpers --------------------------------------------------------------------------
     def _load_tokenizer(self) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from reflex.ports import JointLayout, Observation, StateSample, Target
+from reflex.ports import JointLayout, Observation, StateSample, Target, TargetInfo
 from reflex.runtime.inference import InferenceResult
 
 
@@ -148,9 +148,7 @@ class DisagreeingPolicy:
         phase = np.arange(self.layout.dim) * 0.4
         return centre + self.amplitude * np.sin(2 * math.pi * tt / self.period_s + phase)
 
-    def connect(self) -> Any:
-        from reflex.ports import TargetInfo
-
+    def connect(self) -> TargetInfo:
         return TargetInfo(kind="simulated", action_dim=self.layout.dim, state_dim=self.layout.dim,
                           chunk_length=self.chunk_length, action_dt=self.action_dt,
                           action_names=self.layout.names)
@@ -178,9 +176,11 @@ class SimRun:
 
 
 def run_simulated(
-    policy: DisagreeingPolicy,
+    policy: Target,
     *,
     steps: int,
+    layout: JointLayout | None = None,
+    start: np.ndarray | None = None,
     rate_hz: float = 50.0,
     latency_s: float = 0.03,
     horizon: int | None = None,
@@ -192,7 +192,8 @@ def run_simulated(
     prefetch_margin_s: float = 0.05,
     time_schedule: Callable[[float], float] | None = None,
 ) -> SimRun:
-    """Prime and run the real :class:`~reflex.runtime.loop.ControlLoop` for ``steps`` ticks."""
+    """Prime and run the real :class:`~reflex.runtime.loop.ControlLoop` for ``steps`` ticks with
+    ``policy`` (a :class:`DisagreeingPolicy`, or any target: then give its ``layout``)."""
     from reflex.config.session import SessionConfig
     from reflex.runtime.cameras import SessionCameras
     from reflex.runtime.chunks import ChunkSchedule, ExecutionSettings
@@ -206,17 +207,23 @@ def run_simulated(
         "safety": {"max_delta": max_delta, "max_state_age_ms": 1000.0, "max_hold_steps": 10 * steps + 1},
     })
     clock = SimClock()
-    layout = policy.layout
-    arm = TrackingArm(layout, clock, np.clip(policy.reference(clock())[0], layout.lower, layout.upper))
+    if isinstance(policy, DisagreeingPolicy):
+        layout = layout or policy.layout
+        start = policy.reference(clock())[0] if start is None else start
+    assert layout is not None, "give the layout of the robot the policy drives"
+    info = policy.connect()
+    start = (layout.lower + layout.upper) / 2 if start is None else start
+    arm = TrackingArm(layout, clock, np.clip(start, layout.lower, layout.upper))
     worker = SimulatedWorker(policy, clock, latency_s)
     settings = ExecutionSettings(horizon, blend, blend_s, ensemble_k)
     schedule = ChunkSchedule(True, prefetch_margin_s, settings, 1.0 / rate_hz)
     timed = _TimedSchedule(schedule)
     guard = ActionGuard(layout, max_delta)
+    fill_prefix = prefix and info.accepts_prefix
     loop = ControlLoop(
         config, arm, SessionCameras(), worker, timed, guard,  # type: ignore[arg-type]
-        layout.dim, policy.action_dt, None, SignalGate(),
-        prefix_length=policy.chunk_length if prefix else None, clock=clock, sleep=clock.sleep,
+        layout.dim, info.action_dt, None, SignalGate(),
+        prefix_length=info.chunk_length if fill_prefix else None, clock=clock, sleep=clock.sleep,
     )
     loop.prime(30.0)
     report = loop.run(clock())

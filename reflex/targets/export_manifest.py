@@ -29,7 +29,7 @@ FORMAT_VERSION = 2
 MAX_MANIFEST_BYTES = 8 << 20  # a manifest is metadata: stats and fixtures' figures, never weights
 
 # What feeds each model input. See docs/export-format.md#inputs.
-InputRole = Literal["state", "image", "noise", "text", "text_mask"]
+InputRole = Literal["state", "image", "noise", "text", "text_mask", "prefix", "prefix_frozen", "prefix_weights"]
 INPUT_ROLES: tuple[str, ...] = InputRole.__args__  # type: ignore[attr-defined]
 
 
@@ -39,7 +39,10 @@ class InputSpec(StrictModel):
     name: str = Field(description="ONNX input name.")
     role: InputRole = Field(
         description="state: the joint state (normalised); image: one camera, NCHW; noise: seeded "
-        "standard normal; text: token ids of the session's task; text_mask: their attention mask."
+        "standard normal; text: token ids of the session's task; text_mask: their attention mask; "
+        "prefix: the actions that will still run while this inference is in flight (normalised, "
+        "(B, chunk_length, action_dim)); prefix_frozen: how many of them are frozen (int64 (B,)); "
+        "prefix_weights: RTC's soft mask over them ((B, chunk_length)). See docs/execution.md."
     )
     camera: str | None = Field(None, description="image: the camera feeding this input.")
     height: int | None = Field(None, gt=0, description="image: pixel rows the model takes.")
@@ -71,7 +74,9 @@ class InputSpec(StrictModel):
             raise ValueError(f"input '{self.name}': only image inputs name a camera")
         if self.role in ("text", "text_mask") and self.dtype != "int64":
             raise ValueError(f"{self.role} input '{self.name}' must have dtype int64")
-        if self.role in ("state", "noise") and self.dtype != "float32":
+        if self.role == "prefix_frozen" and self.dtype != "int64":
+            raise ValueError(f"prefix_frozen input '{self.name}' must have dtype int64")
+        if self.role in ("state", "noise", "prefix", "prefix_weights") and self.dtype != "float32":
             raise ValueError(f"{self.role} input '{self.name}' must have dtype float32")
         if self.shape is not None and (self.role != "noise" or any(d <= 0 for d in self.shape)):
             raise ValueError(f"input '{self.name}': shape is for noise inputs, with positive sizes")
@@ -248,9 +253,11 @@ class ExportManifest(StrictModel):
         roles = [i.role for i in self.inputs]
         if roles.count("state") != 1:
             raise ValueError("exactly one input must have role 'state'")
-        for role in ("text", "text_mask"):
+        for role in ("text", "text_mask", "prefix", "prefix_frozen", "prefix_weights"):
             if roles.count(role) > 1:
                 raise ValueError(f"at most one input may have role '{role}'")
+        if ("prefix_frozen" in roles or "prefix_weights" in roles) and "prefix" not in roles:
+            raise ValueError("prefix_frozen and prefix_weights inputs need a prefix input")
         if ("text" in roles or "text_mask" in roles) and self.tokenizer is None:
             raise ValueError("a text input needs a 'tokenizer' block")
         if "text_mask" in roles and "text" not in roles:
@@ -286,6 +293,10 @@ class ExportManifest(StrictModel):
 
     def has_text(self) -> bool:
         return any(i.role == "text" for i in self.inputs)
+
+    def has_prefix(self) -> bool:
+        """The policy takes RTC prefix conditioning (docs/execution.md#prefix-conditioning-rtc)."""
+        return any(i.role.startswith("prefix") for i in self.inputs)
 
 
 def resolve_export_dir(value: str, base: Path) -> Path:

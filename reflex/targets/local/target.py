@@ -40,6 +40,7 @@ class LocalTarget:
             providers=self.policy.providers,
             model_hash=self.policy.model_hash,
             seed=self.policy.seed,
+            accepts_prefix=m.has_prefix(),
             # a built-in export is named as configured: its install path says nothing portable
             details={"export": self.spec.export if self.spec.export.startswith("builtin:") else str(self.export_dir),
                      "name": m.name},
@@ -49,7 +50,7 @@ class LocalTarget:
         assert self.policy is not None, "infer before connect"
         t0 = time.perf_counter()
         images = {name: frame.image for name, frame in obs.images.items()}
-        chunk = self.policy.predict(obs.state.position, images, obs.step, obs.task)
+        chunk = self.policy.predict(obs.state.position, images, obs.step, obs.task, prefix=obs.prefix)
         return chunk, {"model_ms": (time.perf_counter() - t0) * 1e3}
 
     def close(self) -> None:
