@@ -136,7 +136,7 @@ def main() -> None:
         from reflex.view.stream import view_sink
 
         def view() -> tuple[list, list]:
-            return [], [view_sink("serve")]
+            return [], [view_sink("serve:0")]  # a free port
 
         overhead("live Rerun view (served, no viewer attached)", args.rate, args.overhead_seconds, args.repeats,
                  view)

@@ -131,13 +131,32 @@ def build() -> Any:
     return command
 
 
+# options whose value may be left out: (command, option) -> the value meant then
+OPTIONAL_VALUES = {("connect", "--view"): "auto"}
+
+
+def fill_optional_values(args: list[str]) -> list[str]:
+    """``reflex connect robot.yaml --view`` means ``--view auto``: typer options always take a
+    value, so the missing one is filled in when the next word is not one (another option, the
+    end, or the session file)."""
+    out = list(args)
+    for (command, option), default in OPTIONAL_VALUES.items():
+        if not out or out[0] != command or option not in out:
+            continue
+        i = out.index(option)
+        following = out[i + 1] if i + 1 < len(out) else None
+        if following is None or following.startswith("-") or following.endswith((".yaml", ".yml")):
+            out.insert(i + 1, default)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     from reflex.cli.output import wants_json
     from reflex.runtime.signals import hold_until_exit, release_early_signals
 
     if argv is None:  # the ``reflex`` process itself: signal handlers stay until it exits
         hold_until_exit()
-    args = sys.argv[1:] if argv is None else argv
+    args = fill_optional_values(sys.argv[1:] if argv is None else argv)
     command: Any = build()
     if args[:1] != ["connect"]:
         release_early_signals()  # only connect takes the signals over (reflex.runtime.signals)

@@ -39,6 +39,12 @@ def connect(
         False, "--check",
         help="Probe everything that needs no motion (target, hardware, cameras, recording directory), then exit.",
     ),
+    view: str | None = typer.Option(
+        None, "--view", metavar="[WHERE]",
+        help="Stream the session live to a Rerun viewer: spawn one, serve[:PORT] for a remote viewer, or a "
+        "rerun+http://HOST:PORT/proxy URL; alone: spawn with a display, else serve.",
+        show_default=False,
+    ),
 ) -> None:
     """Run a closed-loop session: observe, infer, guard, apply (or only log), record."""
     from reflex.cli.output import fail
@@ -59,7 +65,7 @@ def connect(
     try:
         try:
             gate.act_on_early_signals()
-            payload = _run(config, record, formats, no_record, api_key, verbose, check, gate, as_json)
+            payload = _run(config, record, formats, no_record, api_key, verbose, check, gate, as_json, view)
         except ConfigError as exc:
             payload = {
                 "ok": False,
@@ -81,7 +87,7 @@ def connect(
 
 def _run(
     config: Path, record: str | None, formats: str | None, no_record: bool, api_key: str | None,
-    verbose: bool, check: bool, gate: Any, as_json: bool,
+    verbose: bool, check: bool, gate: Any, as_json: bool, view: str | None = None,
 ) -> dict[str, Any]:
     from reflex.config.overrides import parse_formats
 
@@ -94,11 +100,31 @@ def _run(
     from reflex.runtime.session import run_session_file
 
     watchers = [LiveStatus(sys.stdout)] if wanted(sys.stdout, as_json) else []
+    sinks = [_live_view(view, config)] if view is not None else []
     result = run_session_file(
         config, record_dir=record, formats=format_list, no_record=no_record, api_key=api_key,
-        verbose=verbose, gate=gate, watchers=watchers,  # type: ignore[arg-type]
+        verbose=verbose, gate=gate, watchers=watchers, sinks=sinks,  # type: ignore[arg-type]
     )
     return result.to_json()
+
+
+def _live_view(value: str, config: Path) -> Any:
+    """Open the live Rerun view before the session starts (a bad value or URL is bad input)."""
+    from reflex.errors import ConfigError, ConfigIssue
+
+    try:
+        from reflex.view.stream import ViewError, view_sink
+    except ImportError as exc:
+        raise ConfigError(str(config), [ConfigIssue("--view", f"needs pip install 'reflex-runtime[rerun]' ({exc})")]) \
+            from None
+    try:
+        sink = view_sink(value)
+    except ViewError as exc:
+        raise ConfigError(str(config), [ConfigIssue("--view", str(exc))]) from None
+    except Exception as exc:  # the viewer could not be spawned or reached
+        raise ConfigError(str(config), [ConfigIssue("--view", f"{type(exc).__name__}: {exc}")]) from None
+    _write(sys.stderr, f"reflex: {sink.where}")
+    return sink
 
 
 def _emit(payload: dict[str, Any], as_json: bool, check: bool) -> None:

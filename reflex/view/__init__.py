@@ -1,0 +1,1 @@
+"""``reflex connect --view``: the session streamed live to a Rerun viewer."""
