@@ -32,7 +32,7 @@ class LiveSnapshot:
     starved_steps: int
     record_backlog_kib: float | None  # None: not recording
     record_dropped: int
-    seam_jump: float | None  # rad, largest seen (when the loop measures it)
+    seam_jump: float | None  # largest joint jump at the latest chunk switch (joint units)
 
 
 class LiveProbe:
@@ -61,7 +61,8 @@ class LiveProbe:
             stats = self.hub.stats()
             backlog = sum(s.queued_bytes for s in stats) / 1024
             dropped = sum(s.dropped + getattr(s, "dropped_frames", 0) for s in stats)
-        seam = getattr(loop, "max_seam_jump", None)
+        meter = getattr(loop.schedule, "seams", None)
+        seam = meter.last_jump if meter is not None else None
         return LiveSnapshot(
             t=now - self.t_start,
             steps=steps,

@@ -53,6 +53,12 @@ class SeamMeter:
         self._gap_max = seam.gap.copy() if self._gap_max is None else np.maximum(self._gap_max, seam.gap)
         self._jump_max = seam.jump.copy() if self._jump_max is None else np.maximum(self._jump_max, seam.jump)
 
+    @property
+    def last_jump(self) -> float | None:
+        """The largest joint jump of the latest seam (the live status line reads it)."""
+        recent = self._recent
+        return float(np.max(recent[-1].jump)) if recent else None
+
     def drain(self) -> list[Seam]:
         """Seams completed since the last call (the loop records one event per seam)."""
         fresh, self._fresh = self._fresh, []
