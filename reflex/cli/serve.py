@@ -8,6 +8,8 @@ import sys
 
 import typer
 
+from reflex.serve.options import DEFAULT_MAX_IMAGE_PIXELS
+
 
 def serve(
     export: str = typer.Argument(..., metavar="EXPORT_DIR", help="Export directory, or builtin:demo."),
@@ -32,6 +34,17 @@ def serve(
     ice_address: list[str] = typer.Option(
         [], "--ice-address", help="Local address offered as a WebRTC candidate (repeatable)."
     ),
+    max_image_pixels: int = typer.Option(
+        DEFAULT_MAX_IMAGE_PIXELS, "--max-image-pixels",
+        help="Largest image (width x height, read from its header before decoding) a request may carry.",
+    ),
+    max_peers_per_client: int = typer.Option(
+        2, "--max-peers-per-client", help="WebRTC peers one client address may hold."
+    ),
+    peer_connect_timeout: float = typer.Option(
+        10.0, "--peer-connect-timeout",
+        help="Seconds an answered WebRTC offer has to connect before its slot is freed.",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Serve a policy: POST /act, GET /health, openpi WebSocket on /, WebRTC on /webrtc/offer."""
@@ -41,8 +54,10 @@ def serve(
     from reflex.serve.options import ServeOptions
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
-    if max_concurrent < 1 or max_request_mb <= 0:
-        typer.echo("reflex serve: --max-concurrent must be >= 1 and --max-request-mb > 0", err=True)
+    if max_concurrent < 1 or not 0 < max_request_mb <= 4096 or max_image_pixels < 1 or max_peers_per_client < 1 \
+            or not 0 < peer_connect_timeout <= 600:
+        typer.echo("reflex serve: --max-concurrent, --max-image-pixels and --max-peers-per-client must be >= 1, "
+                   "--max-request-mb in (0, 4096], --peer-connect-timeout in (0, 600]", err=True)
         raise typer.Exit(2)
     provider_list = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
     options = ServeOptions(
@@ -55,6 +70,9 @@ def serve(
         webrtc=webrtc,
         ice_addresses=list(ice_address) or None,
         access_log=verbose,
+        max_image_pixels=max_image_pixels,
+        max_peers_per_client=max_peers_per_client,
+        peer_connect_timeout_s=peer_connect_timeout,
     )
 
     problem = export_problem(export)

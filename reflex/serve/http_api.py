@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,7 +13,7 @@ from reflex import __version__
 from reflex.serve.auth import check_key
 from reflex.serve.host import PolicyHost
 from reflex.serve.options import ServeOptions
-from reflex.serve.request import RequestError, parse_act_request
+from reflex.serve.request import RequestError, decode_json_body, parse_act_request
 from reflex.serve.response import build_response, error_body, server_timing_header, to_json_ready
 from reflex.wire.msgpack_numpy import WireFormatError, packb, unpackb
 
@@ -21,6 +21,7 @@ MSGPACK_TYPES = ("application/msgpack", "application/x-msgpack", "application/vn
 HOST_KEY: web.AppKey[PolicyHost] = web.AppKey("host", PolicyHost)
 OPTIONS_KEY: web.AppKey[ServeOptions] = web.AppKey("options", ServeOptions)
 
+log = logging.getLogger("reflex.serve")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -43,10 +44,16 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         return json_error(err)
     except web.HTTPRequestEntityTooLarge as exc:
         return json_error(RequestError(413, "too_large", f"request body over the size limit: {exc.text}"))
+    except web.HTTPException:
+        raise  # aiohttp's own answers (404, 405, ...)
+    except Exception as exc:  # a bug: still a JSON body, never a plain-text 500 page
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error(RequestError(500, "internal_error", f"{type(exc).__name__} while handling the request"))
 
 
 async def act(request: web.Request) -> web.Response:
     host = request.app[HOST_KEY]
+    options = request.app[OPTIONS_KEY]
     info = host.require_ready()
     ctype = request.content_type
     if ctype not in (*MSGPACK_TYPES, "application/json"):
@@ -56,7 +63,7 @@ async def act(request: web.Request) -> web.Response:
     body = await request.read()
     t_received = time.perf_counter()
     payload = _decode_body(body, ctype)
-    req = parse_act_request(payload, info, request.app[OPTIONS_KEY].resize_images)
+    req = parse_act_request(payload, info, options.resize_images, options.max_image_pixels)
     decode_ms = (time.perf_counter() - t_received) * 1e3
     actions, timing = await host.infer(req)
     response = build_response(info, req, actions, timing, t_received, decode_ms)
@@ -68,10 +75,7 @@ async def act(request: web.Request) -> web.Response:
 
 def _decode_body(body: bytes, ctype: str) -> Any:
     if ctype == "application/json":
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestError(400, "invalid_body", f"body is not valid JSON: {exc}") from None
+        return decode_json_body(body)
     try:
         return unpackb(body)
     except WireFormatError as exc:

@@ -58,8 +58,14 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     host = request.app[HOST_KEY]
     options = request.app[OPTIONS_KEY]
     info = host.require_ready()  # 503 before the upgrade: the client fails fast and clearly
+    client = request.remote or "unknown"
+    held = sum(1 for sock in request.app[SOCKETS_KEY].open if sock.get("client") == client)
+    if held >= options.max_sockets_per_client:
+        raise RequestError(429, "too_many_connections", f"this client already holds {held} WebSocket "
+                           f"connection(s) (max_sockets_per_client {options.max_sockets_per_client})")
     ws = web.WebSocketResponse(max_msg_size=options.max_request_bytes, compress=False, heartbeat=None)
     await ws.prepare(request)
+    ws["client"] = client
     sockets = request.app[SOCKETS_KEY].open
     sockets.add(ws)
     try:
@@ -93,7 +99,7 @@ async def _answer(app: web.Application, info: ModelInfo, data: bytes) -> bytes |
             payload = unpackb(data)
         except WireFormatError as exc:
             raise RequestError(400, "invalid_body", str(exc)) from None
-        req = parse_act_request(payload, info, app[OPTIONS_KEY].resize_images)
+        req = parse_act_request(payload, info, app[OPTIONS_KEY].resize_images, app[OPTIONS_KEY].max_image_pixels)
         decode_ms = (time.perf_counter() - t_received) * 1e3
         actions, timing = await app[HOST_KEY].infer(req)
         return packb(build_response(info, req, actions, timing, t_received, decode_ms))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from reflex.serve.model import ModelInfo
-from reflex.wire.jpeg import ImageCodecError, decode_image, resize_rgb
+from reflex.wire.jpeg import ImageCodecError, ImageTooLarge, decode_image, resize_rgb
 
 # The request fields; docs/serve.md and schemas/serve/act_request.schema.json list the same.
 REQUEST_FIELDS = ("state", "images", "task", "prompt", "step", "model", "request_id")
@@ -49,7 +50,19 @@ def _invalid(field: str, message: str) -> RequestError:
     return RequestError(422, "invalid_field", f"{field}: {message}", field)
 
 
-def parse_act_request(payload: Any, info: ModelInfo, resize_images: bool = False) -> ActRequest:
+def decode_json_body(body: bytes, what: str = "body") -> Any:
+    """JSON of any shape the client sends, or a 400 — never a 500 (deep nesting included)."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RequestError(400, "invalid_body", f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RequestError(400, "invalid_body", f"{what} nests too deeply") from None
+
+
+def parse_act_request(
+    payload: Any, info: ModelInfo, resize_images: bool = False, max_image_pixels: int | None = None
+) -> ActRequest:
     """Validate a decoded request (JSON object or msgpack map) against the hosted model."""
     if not isinstance(payload, dict):
         raise RequestError(400, "invalid_body", f"the request must be an object, got {type(payload).__name__}")
@@ -64,7 +77,7 @@ def parse_act_request(payload: Any, info: ModelInfo, resize_images: bool = False
     if "state" not in payload:
         raise RequestError(422, "missing_field", "missing field 'state' (the robot's joint state)", "state")
     state = _parse_state(payload["state"], info.state_dim)
-    images = _parse_images(payload.get("images"), info, resize_images)
+    images = _parse_images(payload.get("images"), info, resize_images, max_image_pixels)
     if "task" in payload and "prompt" in payload:
         raise RequestError(422, "conflicting_fields", "give 'task' or its alias 'prompt', not both", "prompt")
     task_field = "prompt" if "prompt" in payload else "task"
@@ -97,7 +110,7 @@ def _parse_state(value: Any, dim: int) -> np.ndarray:
     return state
 
 
-def _parse_images(value: Any, info: ModelInfo, resize: bool) -> dict[str, np.ndarray]:
+def _parse_images(value: Any, info: ModelInfo, resize: bool, max_pixels: int | None) -> dict[str, np.ndarray]:
     expected = info.image_inputs
     if value is None:
         if expected:
@@ -121,7 +134,7 @@ def _parse_images(value: Any, info: ModelInfo, resize: bool) -> dict[str, np.nda
             raise RequestError(
                 422, "missing_field", f"missing image for camera '{name}' (a model input)", field
             )
-        image = _decode(value[name], field)
+        image = _decode(value[name], field, max_pixels)
         if image.shape[:2] != (height, width):
             if not resize:
                 raise _invalid(
@@ -134,7 +147,7 @@ def _parse_images(value: Any, info: ModelInfo, resize: bool) -> dict[str, np.nda
     return images
 
 
-def _decode(value: Any, field: str) -> np.ndarray:
+def _decode(value: Any, field: str, max_pixels: int | None = None) -> np.ndarray:
     if isinstance(value, str):  # JSON: base64 JPEG/PNG
         try:
             value = base64.b64decode(value, validate=True)
@@ -142,7 +155,9 @@ def _decode(value: Any, field: str) -> np.ndarray:
             raise _invalid(field, "expected base64 of a JPEG or PNG image") from None
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
-            return decode_image(value)
+            return decode_image(value, max_pixels)
+        except ImageTooLarge as exc:
+            raise RequestError(413, "image_too_large", f"{field}: {exc}", field) from None
         except ImageCodecError as exc:
             raise _invalid(field, str(exc)) from None
     if isinstance(value, np.ndarray):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import io
+import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -26,6 +27,25 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 class ImageCodecError(ValueError):
     """Bytes that are not a decodable JPEG/PNG image, or a budget no quality can meet."""
+
+
+class ImageTooLarge(ImageCodecError):
+    """The header announces more pixels than the decode budget: refused before any decoding."""
+
+
+def image_size(data: bytes | bytearray | memoryview) -> tuple[int, int]:
+    """(width, height) from the JPEG/PNG header alone: nothing is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(bytes(data))) as img:
+                return int(img.size[0]), int(img.size[1])
+    except Image.DecompressionBombError as exc:  # Pillow's own limit: far over any budget
+        raise ImageTooLarge(str(exc)) from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageCodecError(f"cannot read the image header: {exc}") from exc
 
 
 def is_encoded_image(data: bytes | bytearray | memoryview) -> bool:
@@ -55,12 +75,20 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def decode_image(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """JPEG or PNG bytes -> RGB HxWx3 uint8."""
+def decode_image(data: bytes | bytearray | memoryview, max_pixels: int | None = None) -> np.ndarray:
+    """JPEG or PNG bytes -> RGB HxWx3 uint8. With ``max_pixels``, the size announced in the header
+    is checked first: a small file that would decode to gigabytes is refused without decoding."""
     from PIL import Image, UnidentifiedImageError
 
     if not is_encoded_image(data):
         raise ImageCodecError("not a JPEG or PNG image (bad magic bytes)")
+    if max_pixels is not None:
+        width, height = image_size(data)
+        if width * height > max_pixels:
+            raise ImageTooLarge(
+                f"image is {width}x{height} ({width * height} pixels), over the decode budget of "
+                f"{max_pixels} pixels"
+            )
     turbo = _turbo()
     if turbo is not None and bytes(data[:3]) == JPEG_MAGIC:
         try:
