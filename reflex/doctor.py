@@ -30,7 +30,9 @@ from reflex import __version__
 
 DIST = "reflex-runtime"
 CORE = {"numpy": "numpy", "pydantic": "pydantic", "PyYAML": "yaml", "typer": "typer", "rich": "rich",
-        "onnxruntime": "onnxruntime", "pillow": "PIL"}
+        "pillow": "PIL"}
+# the two ONNX Runtime builds (extras `cpu` and `gpu`): both install the module `onnxruntime`
+ORT_DISTS = ("onnxruntime", "onnxruntime-gpu")
 # extra -> the modules it brings (present when all import)
 EXTRAS = {
     "can": ["can"],
@@ -127,7 +129,14 @@ def _loadable(library: str) -> str | None:
 
 def check_onnxruntime() -> list[Check]:
     if not _available("onnxruntime"):
-        return [Check("ort", "ONNX Runtime", "fail", "onnxruntime is not installed", f"pip install {DIST}")]
+        return [Check("ort", "ONNX Runtime", "fail", "onnxruntime is not installed",
+                      f"pip install '{DIST}[cpu]' (or '{DIST}[gpu]' on an NVIDIA machine)")]
+    installed = [d for d in ORT_DISTS if _version(d) is not None]
+    if len(installed) > 1:
+        return [Check("ort", "ONNX Runtime", "fail", "both onnxruntime and onnxruntime-gpu are installed: they "
+                      "provide the same module and the one installed last wins",
+                      "pip uninstall -y onnxruntime onnxruntime-gpu, then install one: "
+                      f"pip install '{DIST}[cpu]' or '{DIST}[gpu]'")]
     import onnxruntime as ort
 
     providers = ort.get_available_providers()

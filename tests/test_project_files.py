@@ -92,3 +92,54 @@ def test_check_resolves_without_touching_hardware(tmp_path: Path) -> None:
     bad = base_session(target={"kind": "local", "export": str(tmp_path / "missing")})
     result = CliRunner().invoke(app, ["connect", "--config", str(write_session(tmp_path, bad)), "--check", "--json"])
     assert result.exit_code == 3 and "reflex_config.json" in result.output
+
+
+def test_a_session_without_onnx_runtime_names_the_two_extras() -> None:
+    """The core install has no ONNX Runtime (the `cpu` and `gpu` extras each bring one, never
+    both): a local target then fails at setup, before anything is touched, naming both extras."""
+    code = (
+        "import sys\n"
+        "sys.modules['onnxruntime'] = None  # as if neither extra were installed\n"
+        "from reflex.cli.app import main\n"
+        "sys.argv = ['reflex', 'connect', '--config', 'configs/sim_demo.yaml', '--json', '--no-record']\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "ONNX Runtime is not installed" in out
+    assert "reflex-runtime[cpu]" in out and "reflex-runtime[gpu]" in out
+
+
+def test_the_dev_lock_pins_every_package_the_dev_install_names() -> None:
+    """`make test`/`make demo`/CI install through requirements/dev.lock: each requirement of the
+    core and of the extras they install (and the Makefile's extra installs) has exactly one pin."""
+    import re
+
+    import tomllib
+
+    def name(req: str) -> str:
+        return re.split(r"[\[<>=!~; ]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+    pins: dict[str, str] = {}
+    for line in (REPO / "requirements" / "dev.lock").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        assert re.fullmatch(r"[A-Za-z0-9._-]+==[A-Za-z0-9.+!_-]+", line), f"not an exact pin: {line!r}"
+        assert name(line) not in pins, f"pinned twice: {line}"
+        pins[name(line)] = line
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    makefile = (REPO / "Makefile").read_text()
+    dev_extras = re.search(r"^DEV_EXTRAS = (.+)$", makefile, re.M).group(1).split(",")  # type: ignore[union-attr]
+    wanted = list(project["dependencies"])
+    for extra in dev_extras:
+        for req in extras[extra]:
+            if req.startswith("reflex-runtime["):  # `all` names other extras
+                wanted += [r for e in req[len("reflex-runtime["):-1].split(",") for r in extras[e]]
+            else:
+                wanted.append(req)
+    wanted += [re.search(rf"^{var} = (\S+)$", makefile, re.M).group(1) for var in ("TORCH", "OPENPI")]  # type: ignore[union-attr]
+    missing = sorted({name(r) for r in wanted} - set(pins) - {"reflex-runtime"})
+    assert not missing, f"not pinned in requirements/dev.lock: {missing} (run `make lock`)"
+    assert "onnxruntime-gpu" not in pins, "the dev install uses the cpu ONNX Runtime only"

@@ -6,10 +6,12 @@ Each input role of ``reflex_config.json`` (docs/export-format.md) has one feedin
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from reflex.errors import SetupError
 from reflex.policy.providers import choose_providers
 from reflex.ports import ChunkPrefix
 from reflex.targets.export_manifest import ExportManifest, InputSpec, Stats, file_sha256, load_manifest
@@ -19,6 +21,21 @@ MAX_TASK_CHARS = 4096
 
 class PolicyInputError(ValueError):
     """An observation does not fit what the export declares."""
+
+
+ORT_MISSING = (
+    "ONNX Runtime is not installed; install exactly one of: pip install 'reflex-runtime[cpu]' "
+    "(onnxruntime) or pip install 'reflex-runtime[gpu]' (onnxruntime-gpu: CUDA and TensorRT)"
+)
+
+
+def import_onnxruntime() -> ModuleType:
+    """The ``onnxruntime`` module, which the ``cpu`` and the ``gpu`` extra each provide."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise SetupError("target", ORT_MISSING) from exc
+    return onnxruntime
 
 
 class _Affine:
@@ -45,8 +62,7 @@ class OnnxPolicy:
         seed: int | None = None,
         intra_op_threads: int = 1,
     ) -> None:
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         self.export_dir = export_dir
         self.manifest: ExportManifest = load_manifest(export_dir)
         model_path = export_dir / self.manifest.model_file
