@@ -33,6 +33,7 @@ CORE = {"numpy": "numpy", "pydantic": "pydantic", "PyYAML": "yaml", "typer": "ty
         "pillow": "PIL"}
 # the two ONNX Runtime builds (extras `cpu` and `gpu`): both install the module `onnxruntime`
 ORT_DISTS = ("onnxruntime", "onnxruntime-gpu")
+ORT_EXTRAS = dict(zip(("cpu", "gpu"), ORT_DISTS))
 # extra -> the modules it brings (present when all import)
 EXTRAS = {
     "can": ["can"],
@@ -45,7 +46,7 @@ EXTRAS = {
     "rerun": ["rerun"],
     "lerobot": ["pyarrow", "av"],
     "plots": ["matplotlib"],
-    "gpu": ["tensorrt"],
+    "tensorrt": ["tensorrt"],
     "export": ["onnx", "torch"],
 }
 # libraries the GPU execution providers load at session creation
@@ -108,6 +109,12 @@ def check_packages() -> Check:
 
 def check_extras() -> list[Check]:
     out = []
+    for extra, dist in ORT_EXTRAS.items():  # same module, told apart by distribution
+        if _version(dist) is None:
+            out.append(Check(f"extra.{extra}", f"extra [{extra}]", "info", f"not installed (no {dist})",
+                             f"pip install '{DIST}[{extra}]' if you need it (only one of cpu, gpu)"))
+        else:
+            out.append(Check(f"extra.{extra}", f"extra [{extra}]", "pass", "installed"))
     for extra, modules in EXTRAS.items():
         absent = [m for m in modules if not _available(m)]
         if absent:
