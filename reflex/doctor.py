@@ -33,7 +33,7 @@ CORE = {"numpy": "numpy", "pydantic": "pydantic", "PyYAML": "yaml", "typer": "ty
         "pillow": "PIL"}
 # the two ONNX Runtime builds (extras `cpu` and `gpu`): both install the module `onnxruntime`
 ORT_DISTS = ("onnxruntime", "onnxruntime-gpu")
-ORT_EXTRAS = dict(zip(("cpu", "gpu"), ORT_DISTS))
+ORT_EXTRAS = {"cpu": ORT_DISTS[0], "gpu": ORT_DISTS[1]}
 # extra -> the modules it brings (present when all import)
 EXTRAS = {
     "can": ["can"],

@@ -336,3 +336,24 @@ def test_config_errors() -> None:
     layout = spec.layout()
     assert layout.dim == 13 and "left_gripper" not in layout.names and layout.names[12] == "right_gripper"
     assert np.all(layout.lower[:6] == [-2.61799, 0.0, 0.0, -1.69297, -1.5708, -2.0944])
+
+
+def test_the_bus_side_band_never_exceeds_the_sessions_max_delta(tmp_path: Path) -> None:
+    """The chain slews towards the runner's target on its own; with the session's max_delta it
+    keeps every MIT frame within that of the measured position (the guard's bound, frame by frame),
+    not just within the wider hardware max_error."""
+    cfg = config("band")
+    deltas = [0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.02] * 2  # per joint; the gripper as a stroke fraction
+    hw = YamBimanual(cfg, BuildContext(config_dir=tmp_path, mode="apply_actions", control_rate_hz=30.0,
+                                       max_delta=deltas))
+    try:
+        hw.connect()
+        hw.enable()
+        for arm in hw.arms:
+            controls = arm._controls()
+            assert [c.max_error for c in controls[:6]] == pytest.approx([min(d, cfg.max_error) for d in deltas[:6]])
+            assert controls[6].max_error == pytest.approx(0.02 * abs(LIMITS[1] - LIMITS[0]))
+    finally:
+        hw.close()
+    plain = robot(config("band-none"), tmp_path)
+    assert all(c.max_error == cfg.max_error for c in plain.arms[0]._controls()[:6]), "no session bound: hardware's own"

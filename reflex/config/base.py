@@ -35,6 +35,9 @@ class BuildContext:
     verbose: bool = False
     session_id: str = ""
     hardware: Hardware | None = None  # set before cameras are built
+    # safety.max_delta (one number or one per joint, in action units): hardware that slews or
+    # clamps commands itself keeps every command it sends within this of the measured position
+    max_delta: float | list[float] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def resolve_path(self, value: str | Path) -> Path:

@@ -115,6 +115,7 @@ class Session:
             api_key=options.api_key,
             verbose=options.verbose,
             session_id=self.session_id,
+            max_delta=config.safety.max_delta,
         )
         self.target: Target | None = None
         self.info: TargetInfo | None = None

@@ -97,6 +97,10 @@ class YamArmDriver:
         self.owns_sim = False
         self.bringup = BringUp()
         self.enabled = False
+        # the session's max_delta per joint (rad; gripper as a fraction of its stroke): the chain
+        # keeps every command within it of the measured position, however late the runner's
+        # target is, so the guard's per-step bound holds for each frame on the bus too
+        self.step_band: list[float] | None = None
 
     # ------------------------------------------------------------------ naming
     def where(self, i: int) -> str:
@@ -307,6 +311,9 @@ class YamArmDriver:
         chain.enable_all()
         chain.start_control(self._controls(), interp_s=1.0 / control_rate_hz)
 
+    def _band(self, joint: int, limit: float) -> float:
+        return limit if self.step_band is None else min(limit, self.step_band[joint])
+
     def _controls(self, gripper_torque_mode: bool = False) -> list[JointControl]:
         kp = ARM_KP[self.config.variant]
         lower, upper = arm_limits()
@@ -316,7 +323,7 @@ class YamArmDriver:
                 kd=ARM_KD[j],
                 lower=lower[j] - self.offsets[j],
                 upper=upper[j] - self.offsets[j],
-                max_error=self.config.max_error,
+                max_error=self._band(j, self.config.max_error),
                 max_speed=self.config.max_speed,
             )
             for j in range(6)
@@ -333,7 +340,7 @@ class YamArmDriver:
                         kd=g.kd,
                         lower=min(closed, opened),
                         upper=max(closed, opened),
-                        max_error=self.config.gripper_max_error * abs(opened - closed),
+                        max_error=self._band(6, self.config.gripper_max_error) * abs(opened - closed),
                         max_speed=40.0,
                         velocity_feedforward=False,
                         clog_torque=g.clog_torque,

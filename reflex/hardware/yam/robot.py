@@ -67,6 +67,10 @@ class YamBimanual:
         problems = [p for arm in self.arms for p in arm.check_enable()]
         if problems:
             raise SetupError("hardware.enable", "refusing to enable: " + "; ".join(problems))
+        if self.ctx.max_delta is not None:  # the bus-side band never exceeds the guard's per-step delta
+            delta = np.broadcast_to(np.asarray(self.ctx.max_delta, dtype=float), (self.layout.dim,))
+            for arm, part in zip(self.arms, np.split(delta, self._split), strict=True):
+                arm.step_band = [float(x) for x in part]
         try:
             for arm in self.arms:
                 arm.ensure_watchdog()
