@@ -219,3 +219,18 @@ def test_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
     with pytest.raises(Exception) as err:  # x-base is an unknown top-level key; the merge itself is fine
         load_session_config(config)
     assert "duplicate" not in str(err.value) and "x-base" in str(err.value)
+
+
+@pytest.mark.parametrize("text", [
+    "mode: dry_run\n" + HEAD + "hardware: {kind: sim}\nmode: apply_actions\n",
+    HEAD + "hardware: {kind: sim}\nsafety: {max_delta: .nan}\n",
+    HEAD + "hardware: {kind: sim}\n" + billion_laughs(),
+], ids=["duplicate", "nan", "alias bomb"])
+def test_check_refuses_what_connect_refuses(tmp_path: Path, text: str) -> None:
+    """``--check`` used to accept a file with a repeated key; it reads through the same loader."""
+    config = tmp_path / "session.yaml"
+    config.write_text(text)
+    result = CliRunner().invoke(app, ["connect", "--config", str(config), "--check", "--json"])
+    assert result.exit_code == 2, result.output[-1500:]
+    payload = json.loads(next(ln for ln in result.stdout.splitlines() if ln.startswith("{")))
+    assert payload["exitCode"] == 2
