@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -53,6 +54,7 @@ def replay(
     from reflex.errors import EXIT_ABORTED, ReflexError
 
     _logging(verbose)
+    progress = _progress(as_json)
     try:
         from reflex.replay.runner import ReplayOptions
         from reflex.replay.runner import replay as run_replay
@@ -67,16 +69,20 @@ def replay(
             thresholds=parse_fail_on(fail_on),
             api_key=api_key,
             verbose=verbose,
+            on_progress=progress.update if progress is not None else None,
         )
         report = run_replay(list(recordings), target, options)
         if plots is not None:
             from reflex.replay.plots import write_plots
 
-            report.plots = write_plots(report, plots)
+            report.plots = write_plots(report, plots, on_progress=progress.update if progress is not None else None)
     except ReflexError as exc:
+        _close(progress)
         _fail(str(exc), exc.exit_code, as_json)
     except KeyboardInterrupt:
+        _close(progress)
         _fail("interrupted", EXIT_ABORTED, as_json)
+    _close(progress)
     if as_json:
         print(json.dumps(report.to_json()))
     else:
@@ -84,6 +90,37 @@ def replay(
 
         print(render_text(report))
     raise typer.Exit(report.exit_code)
+
+
+class _Bar:
+    """A progress bar on stderr (a terminal only): one task per phase (replaying X, plotting)."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        self.tasks: dict[str, Any] = {}
+        self.progress.start()
+
+    def update(self, what: str, done: int, total: int) -> None:
+        task = self.tasks.get(what)
+        if task is None:
+            task = self.tasks[what] = self.progress.add_task(what, total=total)
+        self.progress.update(task, completed=done, total=total)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _progress(as_json: bool) -> _Bar | None:
+    return _Bar() if not as_json and sys.stderr.isatty() else None
+
+
+def _close(progress: _Bar | None) -> None:
+    if progress is not None:
+        progress.close()
 
 
 def _fail(message: str, code: int, as_json: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,8 @@ class ReplayOptions:
     thresholds: list[Threshold] = field(default_factory=list)
     api_key: str | None = None
     verbose: bool = False
+    # (what, done, total): called as chunks are replayed (a progress bar; never required)
+    on_progress: Callable[[str, int, int], None] | None = None
 
 
 @dataclass
@@ -130,6 +133,8 @@ def replay_episode(episode: Episode, target: ReplayTarget, options: ReplayOption
         for item, chunk in zip(group, chunks, strict=True):
             replayed[item.chunk.chunk_id] = _as_chunk(chunk, episode, item)
         infer_s += time.perf_counter() - t1
+        if options.on_progress is not None:
+            options.on_progress(f"replaying {episode.label}", start + len(group), len(comparable))
     notes = list(episode.notes)
     if options.seed is not None and target.seed_used is None:
         notes.append(f"--seed ignored: a {info.kind} target takes no seed (it runs with seed {info.seed})")
