@@ -20,6 +20,8 @@ def _cycles(n: int) -> list[weakref.ref[Node]]:
 def test_the_loop_freezes_set_up_and_hands_collection_back_afterwards() -> None:
     assert gc.isenabled()
     collector = LoopCollector()
+    collector.prepare()
+    assert gc.isenabled() and gc.get_freeze_count() > 0  # priming the first chunk: still automatic
     collector.start()
     try:
         assert not gc.isenabled() and gc.get_freeze_count() > 0

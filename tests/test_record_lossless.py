@@ -147,18 +147,19 @@ def test_lossless_lerobot_repair_and_episodes(tmp_path: Path) -> None:
 
 
 def test_default_encoding_stays_lossy(tmp_path: Path) -> None:
-    """Without the option nothing changes (JPEG, video); JSONL takes no such argument."""
+    """Without the option every format is lossy (JPEG, video); with it every one is lossless."""
     from reflex.recording.jsonl import JsonlRecorder
     from reflex.recording.lerobot.recorder import LeRobotRecorder
     from reflex.recording.mcap_recorder import McapRecorder
     from reflex.recording.rerun_recorder import RerunRecorder
 
     jsonl, mcap, rerun, lerobot = build_recorders(["jsonl", "mcap", "rerun", "lerobot"], tmp_path, images=True)
-    assert isinstance(jsonl, JsonlRecorder) and isinstance(lerobot, LeRobotRecorder) and not lerobot.lossless
+    assert isinstance(jsonl, JsonlRecorder) and jsonl.image_encoding == "lossy"
+    assert isinstance(lerobot, LeRobotRecorder) and not lerobot.lossless
     assert isinstance(mcap, McapRecorder) and mcap.image_encoding == "lossy"
     assert isinstance(rerun, RerunRecorder) and rerun.image_encoding == "lossy"
     jsonl, mcap, lerobot = build_recorders(["jsonl", "mcap", "lerobot"], tmp_path, True, "lossless")
-    assert isinstance(jsonl, JsonlRecorder)
+    assert isinstance(jsonl, JsonlRecorder) and jsonl.image_encoding == "lossless"
     assert isinstance(mcap, McapRecorder) and mcap.image_encoding == "lossless"
     assert isinstance(lerobot, LeRobotRecorder) and lerobot.lossless
 

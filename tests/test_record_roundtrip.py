@@ -83,7 +83,7 @@ def test_result_and_manifest_report_every_format_complete(applied: dict[str, Any
 
 
 # -- JSONL: plain JSON -------------------------------------------------------------------------
-def test_jsonl_matches_robot_cameras_and_actions_exactly(applied: dict[str, Any]) -> None:
+def test_jsonl_matches_robot_cameras_and_actions(applied: dict[str, Any]) -> None:
     from PIL import Image
 
     truth: Truth = applied["truth"]
@@ -98,8 +98,9 @@ def test_jsonl_matches_robot_cameras_and_actions_exactly(applied: dict[str, Any]
         np.testing.assert_array_equal(s["action"], truth.applied[s["step"]])
         for cam, frame in s["frames"].items():
             assert truth.frames[(cam, frame["seq"])] == frame["t_capture"], where
+            assert frame["path"].endswith(".jpg"), where  # record.image_encoding: lossy, the default
             image = np.asarray(Image.open(applied["dir"] / "jsonl" / frame["path"]))
-            assert_frame_matches(image, CAMERAS[cam], frame["seq"], lossy=False, where=where)
+            assert_frame_matches(image, CAMERAS[cam], frame["seq"], lossy=True, where=where)
             assert frame["seq"] > seen.get(cam, 0)
             seen[cam] = frame["seq"]
     assert set(seen) == set(CAMERAS)

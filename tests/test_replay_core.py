@@ -35,7 +35,7 @@ def _episode(payload: dict[str, Any]) -> dict[str, Any]:
 def test_connect_recording_replays_to_within_1e_5(tmp_path: Path) -> None:
     """Real ``reflex connect`` subprocess records; real ``reflex replay`` subprocess reproduces."""
     session = base_session(mode="apply_actions", control_rate_hz=100, max_steps=160,
-                           record={"formats": ["jsonl"]})
+                           record={"formats": ["jsonl"], "image_encoding": "lossless"})
     config = write_session(tmp_path, session)
     out = tmp_path / "rec"
     made = run_cli(["connect", "--config", str(config), "--record", str(out), "--json"])

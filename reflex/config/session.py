@@ -103,9 +103,9 @@ class RecordConfig(StrictModel):
     images: bool = Field(True, description="Write camera images.")
     image_encoding: Literal["lossy", "lossless"] = Field(
         "lossy",
-        description="How MCAP, Rerun and LeRobot store camera images: 'lossy' (JPEG; H.264 video for "
-        "LeRobot) is small; 'lossless' (PNG) is larger and slower to write but lets `reflex replay` "
-        "reproduce an image policy from those formats. JSONL always writes PNG.",
+        description="How every format stores camera images: 'lossy' (JPEG; H.264 video for LeRobot) is "
+        "small and cheap; 'lossless' (PNG) is larger and slower to write but lets `reflex replay` "
+        "reproduce an image policy exactly.",
     )
     on_error: Literal["safe_stop", "continue"] = Field(
         "safe_stop",

@@ -13,7 +13,7 @@ from reflex.recording.formats import FORMATS
 def build_recorders(
     formats: list[str], directory: Path, images: bool, image_encoding: str = "lossy"
 ) -> list[Recorder]:
-    """``image_encoding`` goes to the recorders that take it (JSONL is always lossless)."""
+    """``image_encoding`` goes to the recorders that take it (all four built-in formats)."""
     recorders = []
     for name in formats:
         cls = load_object(FORMATS[name])

@@ -4,19 +4,21 @@ A full (generation 2) collection walks every tracked object: with a policy runti
 pydantic and the recorders imported that takes 10-100+ ms, and left automatic it runs whenever an
 allocation happens to cross a threshold — in the middle of a tick. So for the length of the loop:
 
-* the set-up heap is collected once and frozen (``gc.freeze()``), so later collections never
-  walk it again;
+* the set-up heap is collected once and frozen (``gc.freeze()``) before the first observation,
+  so later collections never walk it again;
 * automatic collection is off, and the loop collects in the idle time after a tick instead,
   youngest generation first, and only when the time left before the next tick allows it;
 * should garbage pile up because there is never idle time, a young collection runs anyway
   (bounded: it only walks objects allocated since the last one), so memory cannot grow.
 
-Counts and pause times go into the session result (``loop.gc``).
+Counts and pause times go into the session result (``loop.gc``). ``REFLEX_LOOP_GC=auto`` in the
+environment leaves the collector automatic (for comparison, e.g. ``bench/scale_bench.py``).
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import time
 from typing import Any
 
@@ -40,12 +42,22 @@ class LoopCollector:
         self._thresholds = gc.get_threshold()
         self._last_count0 = 0
 
-    def start(self) -> None:
-        """Collect and freeze the set-up heap, then take over collection."""
-        self._was_enabled = gc.isenabled()
-        gc.disable()
+    def prepare(self) -> None:
+        """Collect and freeze the set-up heap. Slow (a full collection), so it runs before the
+        first observation is taken, never between the first chunk and the first tick."""
+        if os.environ.get("REFLEX_LOOP_GC", "scheduled") == "auto":
+            return
         gc.collect()
         gc.freeze()
+
+    def start(self) -> None:
+        """Take over collection for the length of the loop."""
+        if os.environ.get("REFLEX_LOOP_GC", "scheduled") == "auto":
+            return
+        self._was_enabled = gc.isenabled()
+        gc.disable()
+        if not gc.get_freeze_count():
+            self.prepare()
         self._thresholds = gc.get_threshold()
         self._last_count0 = gc.get_count()[0]
         self._active = True

@@ -118,6 +118,7 @@ class ControlLoop:
     def prime(self, timeout_s: float) -> None:
         """Get the first chunk: wait for a fresh observation, infer it, validate and adopt the
         answer. Motors stay off until this returns; any failure is a :class:`SetupError`."""
+        self.collector.prepare()  # the full collection of the set-up heap, before anything is observed
         deadline = self.clock() + timeout_s
         while True:
             obs, stale = self.observe(step=0)

@@ -12,7 +12,7 @@ from array import array
 
 import numpy as np
 
-CAPACITY = 1 << 16  # 65,536 samples: 512 KiB per quantity; a 1 kHz loop fills it in ~66 s
+CAPACITY = 1 << 15  # 32,768 samples: 256 KiB per quantity; a 1 kHz loop fills it in ~33 s
 
 
 class Samples:

@@ -1,7 +1,7 @@
-"""Reader of the ``jsonl`` recorder's output (``<session>/jsonl/steps.jsonl`` + PNG images).
+"""Reader of the ``jsonl`` recorder's output (``<session>/jsonl/steps.jsonl`` + image files).
 
-PNG is lossless and the numbers are JSON float64: the one format that rebuilds observations
-bit for bit.
+The numbers are JSON float64; with ``record.image_encoding: lossless`` the images are PNG and
+observations are rebuilt bit for bit. JPEG images (the default) are flagged as approximate.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class JsonlReader:
         return [_parse(path, allow_partial)]
 
 
-def load_png(path: Path, where: str) -> np.ndarray:
+def load_image(path: Path, where: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
@@ -52,12 +52,15 @@ def _parse(path: Path, allow_partial: bool) -> Episode:
         raise RecordingError(str(path), "empty file (the session died before the header was written?)")
     parser = RecordParser(0)
     root = path.parent
+    lossy_files: set[str] = set()
 
     def frame_loader(camera: str, seq: int, step: int, rel: object) -> Callable[[], np.ndarray] | None:
         if not isinstance(rel, str):
             return None  # recorded with images off
         file, where = root / rel, f"{path}: step {step}"
-        return lambda: load_png(file, where)
+        if not rel.endswith(".png"):
+            lossy_files.add(rel.rsplit(".", 1)[-1])
+        return lambda: load_image(file, where)
 
     meta: EpisodeMeta | None = None
     steps: list[RecordedStep] = []
@@ -98,6 +101,12 @@ def _parse(path: Path, allow_partial: bool) -> Episode:
     if meta is None:
         raise RecordingError(str(path), "no header line")
     episode = Episode(path, "jsonl", 0, meta, steps, chunks, complete=ended)
+    if lossy_files:
+        kinds = ", ".join(sorted(lossy_files))
+        episode.lossy_images.append(
+            f"JSONL images are stored compressed ({kinds}; record.image_encoding: lossless stores PNG), "
+            "not as the policy saw them"
+        )
     if not ended:
         what = "ends in a half-written line" if truncated_line else "has no 'end' line"
         truncated(episode, f"it {what}", allow_partial)
