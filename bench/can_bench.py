@@ -19,6 +19,7 @@ Usage: python bench/can_bench.py [--seconds 5] [--latency-us 100] [--jitter-us 2
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from typing import Any
@@ -49,7 +50,7 @@ def run(strategy: str, rate_hz: float, seconds: float, timing: WireTiming, tag: 
             motors,
             name=side,
             rate_hz=rate_hz,
-            timing=ChainTiming(reply_timeout_s=0.002, max_retries=1, missed_reply_budget=10**9),
+            timing=ChainTiming(reply_timeout_s=0.002, max_retries=1, reply_budget_s=math.inf),
             strategy=strategy,  # type: ignore[arg-type]
         )
         chain.refresh()

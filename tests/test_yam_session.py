@@ -265,7 +265,7 @@ def test_ctrl_c_during_apply_actions_leaves_motors_disabled(tmp_path: Path) -> N
         report = json.loads((tmp_path / "report" / f"sim_ys-sigint-{side}.json").read_text())
         for esc, m in report["motors"].items():
             assert m["status"] == MotorStatus.DISABLED, f"{side} motor {esc} left {m['status']}"
-            assert [e[1] for e in m["events"]] == ["enable", "disable"], f"{side} motor {esc}"
+            assert [e[1] for e in m["events"]] == ["write_register 9=8000", "enable", "disable"], f"{side} motor {esc}"
 
 
 @pytest.mark.slow

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from reflex.config.stop import StopConfig
     from reflex.ports import Hardware
 
 PLUGIN_TAG = "plugin"
@@ -38,6 +41,8 @@ class BuildContext:
     # safety.max_delta (one number or one per joint, in action units): hardware that slews or
     # clamps commands itself keeps every command it sends within this of the measured position
     max_delta: float | list[float] | None = None
+    stop: StopConfig | None = None  # safety.stop, for connectors that can choose how they stop
+    signals: Callable[[], int] | None = None  # how many Ctrl-C / SIGTERM so far (interruptible stages)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def resolve_path(self, value: str | Path) -> Path:

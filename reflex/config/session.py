@@ -10,6 +10,7 @@ from reflex.cameras.base import CameraSpec, PluginCameraSpec
 from reflex.cameras.kinds import BUILTIN_CAMERAS
 from reflex.config.base import StrictModel, kind_union
 from reflex.config.bounds import sensible
+from reflex.config.stop import StopConfig
 from reflex.hardware.base import HardwareSpec, PluginHardwareSpec
 from reflex.hardware.kinds import BUILTIN_HARDWARE
 from reflex.recording.formats import KNOWN_FORMATS
@@ -74,6 +75,9 @@ class SafetyConfig(StrictModel):
     )
     home_on_stop: bool = Field(
         False, description="Drive home on a clean stop (apply_actions only; never in dry_run)."
+    )
+    stop: StopConfig = Field(
+        StopConfig(), description="What a safe stop leaves the robot doing (hold, damp or disable)."
     )
 
     @field_validator("max_delta")

@@ -116,6 +116,8 @@ class Session:
             verbose=options.verbose,
             session_id=self.session_id,
             max_delta=config.safety.max_delta,
+            stop=config.safety.stop,
+            signals=lambda: self.gate.count,
         )
         self.target: Target | None = None
         self.info: TargetInfo | None = None

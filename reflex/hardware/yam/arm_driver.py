@@ -31,6 +31,8 @@ from reflex.can.registers import (
 )
 from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
 from reflex.can.sim.registry import is_sim_channel
+from reflex.can.stop import StopPlan
+from reflex.config.stop import StopConfig
 from reflex.errors import SetupError
 from reflex.hardware.yam.arm import (
     ARM_IDS,
@@ -44,6 +46,7 @@ from reflex.hardware.yam.arm import (
     joint_names,
 )
 from reflex.hardware.yam.config import YamArmConfig, YamBimanualConfig
+from reflex.hardware.yam.sim import schedule_faults
 
 CALIBRATION_TORQUE = 0.5  # Nm, as i2rt
 CALIBRATION_MAX_S = 2.0
@@ -101,6 +104,7 @@ class YamArmDriver:
         # keeps every command within it of the measured position, however late the runner's
         # target is, so the guard's per-step bound holds for each frame on the bus too
         self.step_band: list[float] | None = None
+        self.unconfirmed: list[str] = []
 
     # ------------------------------------------------------------------ naming
     def where(self, i: int) -> str:
@@ -111,7 +115,12 @@ class YamArmDriver:
         return is_sim_channel(self.arm.channel)
 
     # ------------------------------------------------------------------ connect (read-only)
-    def connect(self, control_rate_hz: float) -> None:
+    def connect(
+        self,
+        control_rate_hz: float,
+        stop: StopConfig | None = None,
+        signals: Callable[[], int] | None = None,
+    ) -> None:
         cfg = self.config
         if self.is_sim:
             self._start_sim()
@@ -119,12 +128,12 @@ class YamArmDriver:
             bus = open_bus(self.arm.channel, self.arm.interface, cfg.bitrate)
         except OSError as exc:
             raise SetupError(f"hardware.config.{self.side}.channel", str(exc)) from exc
+        budget_ms = cfg.reply_budget_ms if cfg.reply_budget_ms is not None else 1e3 / control_rate_hz
         timing = ChainTiming(
             bitrate=cfg.bitrate,
             reply_timeout_s=cfg.reply_timeout_ms / 1e3,
             max_retries=cfg.max_retries,
-            missed_reply_budget=cfg.missed_reply_budget,
-            stop_hold_s=cfg.stop_hold_s,
+            reply_budget_s=budget_ms / 1e3,
         )
         self.chain = MotorChain(
             bus,
@@ -134,8 +143,10 @@ class YamArmDriver:
             timing=timing,
             strategy=cfg.strategy,
             on_fault=self.on_fault,
+            stop_plan=stop_plan(stop or StopConfig()),
         )
         self.chain.runner_timeout_s = cfg.runner_timeout_s
+        self.chain.interrupts = signals
         try:
             feedback = self.chain.refresh()
             self._check_registers()
@@ -171,42 +182,12 @@ class YamArmDriver:
             reply_to_clear_error=opts.reply_to_clear_error,
         )
         if self.owns_sim:
-            for fault in opts.faults:
-                if fault.arm == self.side and fault.after == "start":
-                    self._schedule_fault(fault.joint, fault.kind, fault.at_s, fault.count)
+            schedule_faults(self.sim, opts.faults, self.side, "start")
 
     def schedule_enable_faults(self) -> None:
-        if self.sim is None or not self.owns_sim:
-            return
-        for fault in self.config.sim.faults:
-            if fault.arm == self.side and fault.after == "enable":
-                self._schedule_fault(fault.joint, fault.kind, fault.at_s, fault.count)
-
-    def _schedule_fault(self, joint: int, kind: str, at_s: float, count: int) -> None:
-        sim = self.sim
-        assert sim is not None
-        codes = {
-            "over_voltage": MotorStatus.OVER_VOLTAGE,
-            "under_voltage": MotorStatus.UNDER_VOLTAGE,
-            "over_current": MotorStatus.OVER_CURRENT,
-            "mos_over_temperature": MotorStatus.MOS_OVER_TEMPERATURE,
-            "rotor_over_temperature": MotorStatus.ROTOR_OVER_TEMPERATURE,
-            "overload": MotorStatus.OVERLOAD,
-        }
-
-        def fire() -> None:
-            motor = sim.motor(joint)
-            if kind == "silent":
-                motor.silent = True
-            elif kind == "drop_replies":
-                motor.drop_next_replies += count
-            else:
-                motor.inject_fault(codes[kind], time.monotonic())
-
-        if at_s == 0 and not sim.running:
-            fire()
-        else:
-            sim.call_at(at_s, fire)
+        """Sim channels only: the faults a config asked for after enable."""
+        if self.sim is not None and self.owns_sim:
+            schedule_faults(self.sim, self.config.sim.faults, self.side, "enable")
 
     def _check_registers(self) -> None:
         chain = self.chain
@@ -283,23 +264,36 @@ class YamArmDriver:
                 problems.append(f"{m.where}: control mode {self.bringup.ctrl_mode[i]}, expected 1 (MIT)")
             if i < 6:
                 q = st.position[i] + self.offsets[i]
-                if not lower[i] - margin <= q <= upper[i] + margin:
+                outside = max(lower[i] - q, q - upper[i])
+                if outside > margin:
+                    side = "below its lower" if q < lower[i] else "above its upper"
+                    limit = lower[i] if q < lower[i] else upper[i]
                     problems.append(
-                        f"{m.where}: at {q:.3f} rad, outside its limits [{lower[i]:.3f}, {upper[i]:.3f}] "
-                        f"+- {margin} rad (bad zero offset, or the arm was moved by hand?)"
+                        f"{m.where}: at {q:.3f} rad, {outside:.3f} rad {side} limit {limit:.3f} "
+                        f"(bring-up allows {margin} rad; move the joint inside by hand, or check the zero offset)"
                     )
         return problems
 
     def ensure_watchdog(self) -> None:
-        """A motor whose watchdog is off gets one, so a hung host leaves it damped."""
+        """Write the configured watchdog to every motor and read it back; a motor that does not
+        confirm it refuses bring-up (a watchdog we have not verified is not a watchdog)."""
         assert self.chain is not None
         value = round(self.config.watchdog_ms / 1e3 / TIMEOUT_UNIT_S)
         for i in range(len(self.motors)):
-            if self.bringup.timeout[i] == 0:
+            try:
                 self.chain.write_register(i, RID_TIMEOUT, value)
-                self.bringup.timeout[i] = int(self.chain.read_register(i, RID_TIMEOUT))
-                if self.bringup.timeout[i] != value:
-                    raise MotorError(self.where(i), f"watchdog write did not stick (reads {self.bringup.timeout[i]})")
+                read = int(self.chain.read_register(i, RID_TIMEOUT))
+            except MotorError as exc:
+                raise MotorError(
+                    self.where(i), f"cannot set the watchdog to {self.config.watchdog_ms:g} ms ({value}): {exc}"
+                ) from exc
+            self.bringup.timeout[i] = read
+            if read != value:
+                raise MotorError(
+                    self.where(i),
+                    f"watchdog reads back {read} ({read * TIMEOUT_UNIT_S * 1e3:g} ms) after writing {value} "
+                    f"({self.config.watchdog_ms:g} ms): refusing to enable",
+                )
 
     def enable(self, control_rate_hz: float) -> None:
         chain = self.chain
@@ -325,13 +319,15 @@ class YamArmDriver:
                 upper=upper[j] - self.offsets[j],
                 max_error=self._band(j, self.config.max_error),
                 max_speed=self.config.max_speed,
+                max_accel=self.config.max_accel,
+                max_jerk=self.config.max_jerk if self.config.max_jerk is not None else math.inf,
             )
             for j in range(6)
         ]
         g = self.gripper
         if g is not None:
             if gripper_torque_mode:
-                out.append(JointControl(kp=0.0, kd=0.0, max_error=math.inf, max_speed=math.inf))
+                out.append(JointControl(kp=0.0, kd=0.0, max_error=math.inf, max_speed=math.inf, support_on_stop=False))
             else:
                 closed, opened = self.limits_or_nominal()
                 out.append(
@@ -341,8 +337,10 @@ class YamArmDriver:
                         lower=min(closed, opened),
                         upper=max(closed, opened),
                         max_error=self._band(6, self.config.gripper_max_error) * abs(opened - closed),
-                        max_speed=40.0,
+                        max_speed=self.config.gripper_max_speed,
+                        max_accel=self.config.gripper_max_accel,
                         velocity_feedforward=False,
+                        support_on_stop=False,
                         clog_torque=g.clog_torque,
                         clog_speed=g.clog_speed,
                         stall_error=g.hold_torque / g.kp,
@@ -364,6 +362,96 @@ class YamArmDriver:
         """Joint-space targets equal to the current measurement."""
         return self.joints(self.state())
 
+    # ------------------------------------------------------------------ what the robot asks of an arm
+    @property
+    def fault(self) -> str | None:
+        return self.chain.fault if self.chain is not None else None
+
+    @property
+    def live(self) -> bool:
+        """Motors enabled and the chain commanding or stopping them."""
+        return self.enabled and self.chain is not None
+
+    @property
+    def controlling(self) -> bool:
+        """The chain is commanding this arm (not stopping, not stopped)."""
+        return self.chain is not None and self.chain.mode == "control"
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.chain.stop_reason if self.chain is not None else None
+
+    def touch(self) -> None:
+        if self.chain is not None:
+            self.chain.touch()
+
+    def request_stop(self, reason: str) -> None:
+        if self.chain is not None:
+            self.chain.request_stop(reason)
+
+    def cut_stop(self) -> None:
+        if self.chain is not None:
+            self.chain.cut_stop()
+
+    def arm_interrupt(self, armed: bool) -> None:
+        """While armed, the next Ctrl-C / SIGTERM stops this arm on its own next bus cycle."""
+        if self.chain is not None:
+            if armed:
+                self.chain.arm_interrupt()
+            else:
+                self.chain.disarm_interrupt()
+
+    def finish_stop(self, timeout: float) -> list[str]:
+        """Wait for a stop this arm's chain runs (or disable directly if it is not running one);
+        returns what failed. Motors that never answered are in :attr:`unconfirmed`."""
+        chain = self.chain
+        assert chain is not None
+        failed: list[str] = []
+        if chain.alive and chain.mode == "stopping":
+            chain.wait_stopped(timeout)
+            if chain.mode == "stopping":
+                failed.append(f"{chain.name} did not finish its stop in time")
+            failed.extend(chain.still_enabled)
+        else:
+            # enable failed half-way or the thread died: disable directly
+            failed.extend(chain.disable_all())
+        self.unconfirmed = list(chain.unconfirmed)
+        self.enabled = False
+        return failed
+
+    @property
+    def stop_duration_s(self) -> float:
+        """Longest a stop of this arm takes: the plan, then the disable frames."""
+        assert self.chain is not None
+        return self.chain.plan.duration_s + self.chain.timing.stop_disable_s
+
+    def bus_stats(self) -> dict[str, float | int | None] | None:
+        return self.chain.stats.as_dict() if self.chain is not None else None
+
+    # ------------------------------------------------------------------ gripper calibration steps
+    def gripper_torque_mode(self) -> None:
+        """The gripper becomes a pure torque source (kp = kd = 0); the arm keeps holding."""
+        assert self.chain is not None
+        self.chain.set_controls(self._controls(gripper_torque_mode=True))
+
+    def push_gripper(self, torque: float) -> float:
+        """Apply ``torque`` to the gripper (arm targets unchanged); returns its raw position."""
+        assert self.chain is not None
+        torques = np.zeros(len(self.motors))
+        torques[-1] = torque
+        self.chain.set_targets(self.chain.targets(), torques)
+        if self.chain.fault is not None:
+            raise MotorError(self.side, f"gripper calibration stopped: {self.chain.fault}")
+        return float(self.chain.measured()[-1])
+
+    def finish_calibration(self, limits: tuple[float, float]) -> None:
+        """Adopt the found limits and hold the gripper where it is, position-controlled again."""
+        assert self.chain is not None
+        self.gripper_limits = limits
+        self.gripper_calibrated = True
+        self.chain.set_targets(self.chain.measured(), np.zeros(len(self.motors)))
+        self.chain.set_controls(self._controls())
+
     def close(self) -> None:
         if self.chain is not None:
             self.chain.close()
@@ -384,8 +472,7 @@ def calibrate_grippers(arms: list[YamArmDriver]) -> None:
     if not todo:
         return
     for arm in todo:
-        assert arm.chain is not None
-        arm.chain.set_controls(arm._controls(gripper_torque_mode=True))
+        arm.gripper_torque_mode()
     found: dict[str, list[float]] = {a.side: [] for a in todo}
     for sign in (1.0, -1.0):
         history: dict[str, list[float]] = {a.side: [] for a in todo}
@@ -393,23 +480,16 @@ def calibrate_grippers(arms: list[YamArmDriver]) -> None:
         t0 = time.monotonic()
         while len(done) < len(todo) and time.monotonic() - t0 < CALIBRATION_MAX_S:
             for arm in todo:
-                assert arm.chain is not None
-                torques = np.zeros(len(arm.motors))
-                torques[-1] = sign * CALIBRATION_TORQUE
-                arm.chain.set_targets(arm.chain.targets(), torques)
-                if arm.chain.fault is not None:
-                    raise MotorError(arm.side, f"gripper calibration stopped: {arm.chain.fault}")
-                pos = float(arm.state().position[-1])
                 hist = history[arm.side]
-                hist.append(pos)
+                hist.append(arm.push_gripper(sign * CALIBRATION_TORQUE))
                 if len(hist) >= 4 and max(hist[-4:]) - min(hist[-4:]) < CALIBRATION_STILL_RAD:
                     done.add(arm.side)
             time.sleep(CALIBRATION_SAMPLE_S)
         for arm in todo:
-            found[arm.side].append(float(arm.state().position[-1]))
+            found[arm.side].append(arm.push_gripper(0.0))
     for arm in todo:
         g = arm.gripper
-        assert g is not None and arm.chain is not None
+        assert g is not None
         hi, lo = max(found[arm.side]), min(found[arm.side])
         if hi - lo < 0.5 * g.stroke:
             raise MotorError(
@@ -417,8 +497,16 @@ def calibrate_grippers(arms: list[YamArmDriver]) -> None:
                 f"gripper calibration found a stroke of {hi - lo:.2f} rad, expected about {g.stroke:.2f}: "
                 "is something blocking the gripper?",
             )
-        arm.gripper_limits = (hi, lo) if g.direction > 0 else (lo, hi)
-        arm.gripper_calibrated = True
-        hold = arm.chain.measured()
-        arm.chain.set_targets(hold, np.zeros(len(arm.motors)))
-        arm.chain.set_controls(arm._controls())
+        arm.finish_calibration((hi, lo) if g.direction > 0 else (lo, hi))
+
+
+def stop_plan(stop: StopConfig) -> StopPlan:
+    """The chain's stop plan for ``safety.stop``."""
+    return StopPlan(
+        mode=stop.mode,
+        hold_s=stop.hold_s,
+        hold_stiffness=stop.hold_stiffness,
+        damp_s=stop.damp_s,
+        damp_kd=stop.damp_kd,
+        ramp_s=stop.ramp_s,
+    )

@@ -117,25 +117,43 @@ class YamBimanualConfig(StrictModel):
         description="Per-motor reply timeout beyond wire time.",
     )
     max_retries: int = Field(1, ge=0, le=5, description="Resends to a silent motor within one cycle.")
-    missed_reply_budget: int = Field(
-        10, ge=0, json_schema_extra=sensible(None, 100, "100 cycles at 250 Hz is 0.4 s with an arm moving "
-                                             "blind"),
-        description="Consecutive bus cycles a motor may miss before the arm safe-stops."
+    reply_budget_ms: float | None = Field(
+        None,
+        gt=0,
+        le=1000,
+        description="A motor without a reply for longer than this (while the arms are live: both "
+        "arms safe-stop on the same bus cycle). Default: one control period of the session.",
     )
     watchdog_ms: float = Field(
         400.0,
         ge=50,
-        le=3000,
-        description="Motor watchdog (TIMEOUT register) written before enabling if a motor has it off.",
+        le=1000,
+        description="Motor watchdog (TIMEOUT register), written to every motor and read back before "
+        "enabling: a motor that does not confirm it refuses bring-up.",
     )
     limit_margin: float = Field(
-        0.15, ge=0, json_schema_extra=sensible(None, 0.5, "a joint half a radian past its limit is damaged "
-                                               "or miscalibrated"),
-        description="Bring-up refuses to enable if a joint is further outside its limits."
+        0.02,
+        ge=0,
+        le=0.15,
+        description="Bring-up refuses a joint further than this outside its limits, naming the joint "
+        "and the distance; closer, the first commands slew it inside (speed and acceleration "
+        "limited), never a jump.",
     )
     max_speed: float = Field(
         3.0, gt=0, json_schema_extra=sensible(None, 10, "the motors' velocity range (VMAX) is 10 rad/s"),
         description="Slew limit of commanded arm positions (rad/s).",
+    )
+    max_accel: float = Field(
+        10.0, gt=0, le=200, description="Acceleration limit of commanded arm positions (rad/s^2)."
+    )
+    max_jerk: float | None = Field(
+        None, gt=0, description="Optional jerk limit of commanded arm positions (rad/s^3)."
+    )
+    gripper_max_speed: float = Field(
+        20.0, gt=0, le=50, description="Slew limit of the commanded gripper motor position (rad/s)."
+    )
+    gripper_max_accel: float = Field(
+        200.0, gt=0, le=2000, description="Acceleration limit of the commanded gripper motor position (rad/s^2)."
     )
     max_error: float = Field(
         0.2, gt=0, json_schema_extra=sensible(None, 1.0, "a tracking error of a radian means the arm is "
@@ -154,10 +172,6 @@ class YamBimanualConfig(StrictModel):
                                               "runner is silent"),
         description="Safe-stop if the runner neither reads nor commands for this long."
     )
-    stop_hold_s: float = Field(
-        0.3, ge=0, json_schema_extra=sensible(None, 10, "a safe stop that holds longer keeps the motors live"),
-        description="Safe stop: hold with damping this long, then disable.",
-    )
     clear_comm_loss: bool = Field(
         True,
         description="At bring-up, clear a latched loss-of-communication (0xD, left by an earlier "
@@ -169,6 +183,9 @@ class YamBimanualConfig(StrictModel):
         "only); default: arm joints at 0, grippers open.",
     )
     home_speed: float = Field(0.5, gt=0, le=3.0, description="Joint speed while going home (rad/s).")
+    home_timeout_s: float = Field(
+        20.0, gt=0, le=120, description="Homing that has not arrived after this long stops (safe stop)."
+    )
     motor_ranges: dict[str, MotorRange] = Field(
         default_factory=dict, description="Per motor type (DM4340, ...) MIT range overrides."
     )

@@ -56,7 +56,7 @@ class YamBimanual:
     def connect(self) -> None:
         try:
             for arm in self.arms:
-                arm.connect(self.ctx.control_rate_hz)
+                arm.connect(self.ctx.control_rate_hz, self.ctx.stop, self.ctx.signals)
         except BaseException:
             self.close()
             raise
@@ -93,8 +93,7 @@ class YamBimanual:
         self._raise_if_faulted()
         states = []
         for arm in self.arms:
-            assert arm.chain is not None
-            arm.chain.touch()
+            arm.touch()
             states.append(arm.state())
         q = np.concatenate([arm.joints(st) for arm, st in zip(self.arms, states, strict=True)])
         v = np.concatenate([arm.joint_velocity(st) for arm, st in zip(self.arms, states, strict=True)])
@@ -121,28 +120,45 @@ class YamBimanual:
 
     def go_home(self) -> None:
         """Drive to the home pose at ``home_speed`` (the runner calls this on a clean stop when
-        safety.home_on_stop is set; never in dry_run). Raises on a fault or if home is not reached."""
+        safety.home_on_stop is set; never in dry_run). The chains shape it like policy motion
+        (speed, acceleration, limits, error band). Bounded by ``home_timeout_s``; the next
+        Ctrl-C / SIGTERM stops it on each arm's own next bus cycle, into the safe stop. Raises
+        on an interruption, a fault, the time bound, or if home is not reached."""
         if self.ctx.mode != "apply_actions" or not self.enabled:
             return
         home = self._home_pose()
         start = self.read_state().position
         span = float(np.max(np.abs(home - start)[self._arm_joints]))
         duration = max(span / self.config.home_speed, 0.1)
+        period = 1.0 / self.ctx.control_rate_hz
         t0 = time.monotonic()
-        while True:
-            s = min((time.monotonic() - t0) / duration, 1.0)
-            self.apply(start + s * (home - start), step=-1)
-            if s >= 1.0:
-                break
-            time.sleep(0.02)
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            error = np.abs(self.read_state().position - home)[self._arm_joints]
-            if float(np.max(error)) < 0.05:
-                return
-            self.apply(home, step=-1)
-            time.sleep(0.02)
-        raise HardwareFault(f"home not reached: largest joint error {float(np.max(error)):.3f} rad")
+        deadline = t0 + self.config.home_timeout_s
+        for arm in self.arms:
+            arm.arm_interrupt(True)
+        try:
+            while True:
+                s = min((time.monotonic() - t0) / duration, 1.0)
+                self._home_step(start + s * (home - start), deadline)
+                if s >= 1.0:
+                    error = np.abs(self.read_state().position - home)[self._arm_joints]
+                    if float(np.max(error)) < 0.05:
+                        return
+                    if time.monotonic() > t0 + duration + 2.0:
+                        raise HardwareFault(f"home not reached: largest joint error {float(np.max(error)):.3f} rad")
+                time.sleep(period)
+        finally:
+            for arm in self.arms:
+                arm.arm_interrupt(False)
+
+    def _home_step(self, pose: np.ndarray, deadline: float) -> None:
+        stopped = [a for a in self.arms if not a.controlling]
+        if stopped:
+            sides = ", ".join(a.side for a in stopped)
+            reason = next((a.stop_reason for a in stopped if a.stop_reason), None)
+            raise HardwareFault(f"homing stopped ({sides} arm): {reason or 'safe stop'}")
+        if time.monotonic() > deadline:
+            raise HardwareFault(f"homing took longer than home_timeout_s = {self.config.home_timeout_s:g} s")
+        self.apply(pose, step=-1)
 
     def _home_pose(self) -> np.ndarray:
         if self.config.home_pose is not None:
@@ -170,37 +186,29 @@ class YamBimanual:
 
     # ------------------------------------------------------------------ helpers
     def bus_stats(self) -> dict[str, dict[str, float | int | None]]:
-        return {a.side: a.chain.stats.as_dict() for a in self.arms if a.chain is not None}
+        return {a.side: st for a in self.arms if (st := a.bus_stats()) is not None}
 
     def _on_fault(self, message: str) -> None:
         """Called on a chain thread: stop the other arm too, on its next cycle."""
         with self._fault_lock:
             self.faults.append(message)
         for arm in self.arms:
-            if arm.chain is not None:
-                arm.chain.request_stop(message)
+            arm.request_stop(message)
 
     def _raise_if_faulted(self) -> None:
         if self.faults:
             raise HardwareFault(f"yam_bimanual safe-stopped: {self.faults[0]}")
 
     def _stop_all(self, reason: str) -> None:
-        """Hold with damping then disable, both arms in parallel; raise if a motor stays enabled."""
-        chains = [a.chain for a in self.arms if a.chain is not None and a.enabled]
-        for chain in chains:
-            chain.request_stop(reason)
-        deadline = time.monotonic() + self.config.stop_hold_s + 2.0
+        """Both arms' stop plans in parallel (hold / damp / disable, see reflex.can.stop); raise
+        if a motor stays enabled. A further Ctrl-C while waiting skips to the disable."""
+        live = [a for a in self.arms if a.live]
+        for arm in live:
+            arm.request_stop(reason)
         failed: list[str] = []
-        for chain in chains:
-            if chain.alive and chain.mode == "stopping":
-                chain.wait_stopped(max(0.0, deadline - time.monotonic()))
-                if chain.mode == "stopping":
-                    failed.append(f"{chain.name} did not finish its stop in time")
-                failed.extend(chain.still_enabled)
-            else:
-                # enable failed half-way or the thread died: disable directly
-                failed.extend(chain.disable_all())
-        self.unconfirmed = [w for c in chains for w in c.unconfirmed]
+        for arm in live:
+            failed.extend(arm.finish_stop(arm.stop_duration_s + 2.0))
+        self.unconfirmed = [w for a in live for w in a.unconfirmed]
         if self.unconfirmed:
             log.warning("yam_bimanual: no answer to disable from %s (left to the motor watchdog)", self.unconfirmed)
         self.enabled = False

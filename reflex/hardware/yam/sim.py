@@ -9,8 +9,12 @@ zero at the closed stop, with hard stops one stroke apart so calibration finishe
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from reflex.can.faults import MotorStatus
 from reflex.can.motors import MotorType, motor_type
 from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
 from reflex.can.sim.motor import Plant, SimMotor, SimMotorConfig
@@ -23,6 +27,9 @@ from reflex.hardware.yam.arm import (
     arm_limits,
     gripper_spec,
 )
+
+if TYPE_CHECKING:
+    from reflex.hardware.yam.config import SimFault
 
 # inertia (kg m^2), viscous damping (Nm s/rad), Coulomb friction (Nm), damping-mode kd
 _ARM_PLANT = (
@@ -106,3 +113,36 @@ def attach_or_start(
     motors = yam_sim_motors(gripper, seed, motor_types, reply_to_clear_error=reply_to_clear_error)
     sim = SimMotorBus(channel, motors, timing=timing, seed=seed, stray=stray or [], report_path=report_path)
     return sim.start(), True
+
+
+_FAULT_CODES = {
+    "over_voltage": MotorStatus.OVER_VOLTAGE,
+    "under_voltage": MotorStatus.UNDER_VOLTAGE,
+    "over_current": MotorStatus.OVER_CURRENT,
+    "mos_over_temperature": MotorStatus.MOS_OVER_TEMPERATURE,
+    "rotor_over_temperature": MotorStatus.ROTOR_OVER_TEMPERATURE,
+    "overload": MotorStatus.OVERLOAD,
+}
+
+
+def schedule_faults(sim: SimMotorBus, faults: Sequence[SimFault], side: str, after: str) -> None:
+    """Arm the faults a config asked for on this bus (``after`` = start | enable)."""
+    for fault in faults:
+        if fault.arm == side and fault.after == after:
+            _schedule(sim, fault)
+
+
+def _schedule(sim: SimMotorBus, fault: SimFault) -> None:
+    def fire() -> None:
+        motor = sim.motor(fault.joint)
+        if fault.kind == "silent":
+            motor.silent = True
+        elif fault.kind == "drop_replies":
+            motor.drop_next_replies += fault.count
+        else:
+            motor.inject_fault(_FAULT_CODES[fault.kind], time.monotonic())
+
+    if fault.at_s == 0 and not sim.running:
+        fire()
+    else:
+        sim.call_at(fault.at_s, fire)
