@@ -33,6 +33,9 @@ def config(name: str, **kw: Any) -> YamBimanualConfig:
     }
     for side in ("left", "right"):
         arms[side].update(kw.pop(side, {}))
+    # the simulated motors answer from their own thread, which a loaded machine can starve for
+    # tens of ms: only the test about the reply budget sets a tight one
+    kw.setdefault("reply_budget_ms", 250)
     return YamBimanualConfig.model_validate({**arms, "sim": {"seed": 1}, **kw})
 
 
@@ -130,13 +133,13 @@ def test_faulted_motor_refuses_enable_naming_arm_and_joint(name: str, tmp_path: 
 def test_joint_outside_limits_refuses_enable(name: str, tmp_path: Path) -> None:
     def bend(side: str, motors: list[SimMotor]) -> None:
         if side == "left":
-            motors[2].q = -0.4  # joint3 range is [0, pi]
+            motors[0].q = -3.0  # joint1 range is [-2.618, pi] (and no gravity on it)
 
     b = Buses(name, bend)
     hw = robot(config(name), tmp_path)
     try:
         hw.connect()
-        with pytest.raises(SetupError, match=r"left joint3 on sim:\S+ \(motor 0x03\): at -0.400 rad, 0.400 rad below"):
+        with pytest.raises(SetupError, match=r"left joint1 on sim:\S+ \(motor 0x01\): at -3.000 rad, 0.382 rad below"):
             hw.enable()
     finally:
         hw.close()

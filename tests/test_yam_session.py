@@ -24,6 +24,7 @@ from reflex.runtime.session import run_session_file
 
 SIDES = ("left", "right")
 TYPES = [motor_type(t) for t in ("DM4340", "DM4340", "DM4340", "DM4310", "DM4310", "DM4310", "DM4310")]
+NOMINAL_KP = (80.0, 80.0, 80.0, 10.0, 10.0, 10.0, 20.0)
 GRIPPER_CLOSED, GRIPPER_OPEN = 0.0, -6.57  # where the simulated gripper's stops are
 MAX_DELTA = 0.05
 
@@ -32,6 +33,9 @@ def yam_session(name: str, mode: str = "dry_run", max_steps: int = 45, **hw: Any
     config: dict[str, Any] = {
         "left": {"channel": f"sim:{name}-left", "gripper": "linear_4310"},
         "right": {"channel": f"sim:{name}-right", "gripper": "linear_4310"},
+        # the simulated motors answer from their own thread, which a loaded machine can starve
+        # for tens of ms: these tests are not about the reply budget (test_damiao_chain is)
+        "reply_budget_ms": 250,
     }
     config.update(hw)
     return {
@@ -90,8 +94,10 @@ def check_commands(frames: list[Captured]) -> tuple[int, float]:
         elif kind == "mit":
             esc = f.arbitration_id
             cmd = unpack_mit(f.data, TYPES[esc - 1])
-            if cmd.kp == 0:
-                continue  # pure torque (gripper calibration): no position is commanded
+            if cmd.kp < NOMINAL_KP[esc - 1] - 0.2:
+                # pure torque (gripper calibration), or a safe stop holding at reduced stiffness a
+                # pose that a sagging joint drags along within max_error
+                continue
             if esc <= 6:
                 assert ARM_LOWER[esc - 1] - 4e-4 <= cmd.position <= ARM_UPPER[esc - 1] + 4e-4
                 distance = abs(cmd.position - measured[esc])

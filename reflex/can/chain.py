@@ -333,7 +333,7 @@ class MotorChain:
         mode = self._mode
         if mode == "monitor":
             reqs = [Request(i, REGISTER_SERVICE_ID, refresh_request(m.esc_id)) for i, m in enumerate(self.motors)]
-            self._after_cycle(self.wire.transact(reqs, absorb=True), control=False)
+            self._after_cycle(self._exchange(reqs), control=False)
         elif mode == "control":
             self._control_cycle(now)
         elif mode == "stopping":
@@ -343,7 +343,12 @@ class MotorChain:
     def _control_cycle(self, now: float) -> None:
         stats = self.wire.stats
         if self._last_control_t is not None:
-            stats.gap_max_s = max(stats.gap_max_s, now - self._last_control_t)
+            gap = now - self._last_control_t
+            stats.gap_max_s = max(stats.gap_max_s, gap)
+            if gap > 3 * self.period:
+                # this thread did not run (host stall): a motor is not silent for the time
+                # nobody asked it anything; its budget counts from now
+                self._last_reply = [max(t, now) for t in self._last_reply]
         self._last_control_t = now
         reason = self._stop_cause(now)
         if reason is not None:
@@ -359,7 +364,8 @@ class MotorChain:
         alpha = min(1.0, self.period / SUPPORT_TAU_S)
         for i, (m, c) in enumerate(zip(self.motors, self._controls, strict=True)):
             r = self.readings[i]
-            if np.isfinite(r.position) and abs(r.velocity) < SUPPORT_STILL_RAD_S:
+            at_rest = abs(r.velocity) < SUPPORT_STILL_RAD_S and abs(self._shaped[i].velocity) < SUPPORT_STILL_RAD_S
+            if np.isfinite(r.position) and at_rest:
                 # at rest, the reply to the previous command says how hard it had to pull:
                 # the load (gravity), not a motion transient
                 spring = spring_torque(c, self._shaped[i].position, r.position, float(self._sent_ff[i]))
@@ -370,7 +376,7 @@ class MotorChain:
             self._sent_ff[i] = torque_ff[i]
             cmd = MitCommand(s.position, feedforward_velocity(c, s), c.kp, c.kd, float(torque_ff[i]))
             reqs.append(Request(i, m.esc_id, pack_mit(cmd, m.motor)))
-        self._after_cycle(self.wire.transact(reqs, absorb=True), control=True)
+        self._after_cycle(self._exchange(reqs), control=True)
         if self._mode == "stopping":  # this cycle found a fault: the first stop frames go out now
             self._stopping_cycle(time.monotonic())
 
@@ -399,7 +405,7 @@ class MotorChain:
                 cmd = self.plan.command(elapsed, c, float(self._hold[i]), float(self._support[i]))
                 assert cmd is not None
                 reqs.append(Request(i, m.esc_id, pack_mit(cmd, m.motor)))
-            self._after_cycle(self.wire.transact(reqs, absorb=True), control=False)
+            self._after_cycle(self._exchange(reqs), control=False)
             return
         self._disable_confirmed()
         self._mode = "monitor"
@@ -438,6 +444,19 @@ class MotorChain:
         self._cut = False
         self.wire.stats.stop_cycle = self.wire.stats.cycles
         self._mode = "stopping"
+
+    def _exchange(self, reqs: list[Request]) -> Replies:
+        """One cycle's frames and replies. A cycle that took far longer than its own deadlines
+        allow means this process did not run (a GIL or scheduler stall): the motors had no fair
+        chance to answer, so their silence counts from the end of it."""
+        t0 = time.monotonic()
+        got = self.wire.transact(reqs, absorb=True)
+        now = time.monotonic()
+        t = self.timing
+        allowed = (1 + t.max_retries) * (t.reply_timeout_s + 2 * len(reqs) * t.frame_s)
+        if now - t0 > allowed + 3 * self.period:
+            self._last_reply = [max(x, now) for x in self._last_reply]
+        return got
 
     def _after_cycle(self, got: Replies, control: bool) -> None:
         now = time.monotonic()

@@ -8,8 +8,11 @@ Every command it returns satisfies, in this order of priority:
 2. position limits: ``lower <= p <= upper``, or, for a joint that starts outside them (bring-up
    next to a limit), never further outside than it already was: it slews back in, never jumps;
 3. speed: ``|p - p_prev| <= max_speed * dt``;
-4. acceleration: ``|v - v_prev| <= max_accel * dt`` (and jerk, when set), unless the error band
-   forces a change (the measurement was pushed away): then the band wins, and ``banded`` says so.
+4. acceleration: ``|v - v_prev| <= max_accel * dt``, unless the error band forces a change
+   (the measurement was pushed away): then the band wins, and ``banded`` says so. Speed is
+   capped so the acceleration limit can always stop the command at the target and the limits;
+5. jerk (optional): ``|a - a_prev| <= max_jerk * dt`` while speeding up or cruising, as long as
+   it leaves room to brake in time; braking itself is acceleration-limited.
 
 No state is kept here: the caller stores the returned :class:`Shaped` and passes it back.
 """
@@ -66,11 +69,12 @@ def band(c: JointControl, m: Measured) -> float:
 
 
 def braking_speed(distance: float, accel: float, dt: float) -> float:
-    """The largest speed from which stepping ``accel * dt`` down per step stops within ``distance``."""
+    """The largest speed from which steps of ``accel * dt`` less speed each (this step's move
+    included) stay within ``distance``: ``v**2 / (2 accel) + v dt <= distance``."""
     if math.isinf(accel):
         return math.inf
-    half = accel * dt / 2
-    return math.sqrt(2 * accel * max(distance, 0.0) + half * half) - half
+    step = accel * dt
+    return max(0.0, math.sqrt(2 * accel * max(distance, 0.0) + step * step) - step)
 
 
 def shape(c: JointControl, prev: Shaped, target: float, m: Measured, dt: float, horizon: float) -> Shaped:
@@ -79,26 +83,29 @@ def shape(c: JointControl, prev: Shaped, target: float, m: Measured, dt: float, 
     dt = max(dt, 1e-6)
     p0, v0, a0 = prev.position, prev.velocity, prev.accel
     target = min(max(target, c.lower), c.upper)
-    distance = target - p0
-    # wanted speed: reach the target over the horizon, no faster than max_speed, and slow
-    # enough to stop there with the acceleration limit
-    want = distance / max(horizon, dt)
-    cap = min(c.max_speed, braking_speed(abs(distance), c.max_accel, dt))
-    want = min(max(want, -cap), cap)
-    # acceleration (and jerk) limits around the previous rate
-    dv = c.max_accel * dt
-    if not math.isinf(c.max_jerk) and not math.isinf(c.max_accel):
-        da = c.max_jerk * dt
-        lo_a, hi_a = max(a0 - da, -c.max_accel), min(a0 + da, c.max_accel)
-        lo_v, hi_v = v0 + lo_a * dt, v0 + hi_a * dt
-    else:
-        lo_v, hi_v = v0 - dv, v0 + dv
-    v = min(max(want, lo_v), hi_v, c.max_speed)
-    v = max(v, -c.max_speed)
-    p = p0 + v * dt
-    # position limits; a command outside them may only move back towards them
+    # a command outside its limits (bring-up next to one) may only move back towards them
     lo, hi = min(c.lower, p0), max(c.upper, p0)
-    p = min(max(p, lo), hi)
+    # speeds from which the acceleration limit still stops us at the limits and at the target
+    up = min(c.max_speed, braking_speed(hi - p0, c.max_accel, dt))
+    down = min(c.max_speed, braking_speed(p0 - lo, c.max_accel, dt))
+    distance = target - p0
+    if distance >= 0:
+        up = min(up, braking_speed(distance, c.max_accel, dt))
+    else:
+        down = min(down, braking_speed(-distance, c.max_accel, dt))
+    want = min(max(distance / max(horizon, dt), -down), up)
+    # the acceleration limit around the previous rate has priority over everything but the band
+    dv = c.max_accel * dt
+    v = min(max(want, v0 - dv), v0 + dv)
+    if not math.isinf(c.max_jerk) and want * v0 >= 0 and abs(want) >= abs(v0):
+        # the jerk limit smooths speeding up and cruising; braking stays acceleration-limited,
+        # so the command always stops in time and settles on the target
+        da = c.max_jerk * dt
+        a0 = min(max(a0, -c.max_accel), c.max_accel)  # after a banded step the old rate means nothing
+        smooth = min(max(want, v0 + max(a0 - da, -c.max_accel) * dt), v0 + min(a0 + da, c.max_accel) * dt)
+        if -down <= smooth <= up:
+            v = smooth
+    p = min(max(p0 + v * dt, lo), hi)
     # the error band has the last word (within the limits when the two overlap)
     b = band(c, m)
     banded = not m.position - b <= p <= m.position + b

@@ -2,7 +2,7 @@
 
 An arm without brakes falls when its motors stop making torque, so the stop keeps supporting
 it. While the arm is controlled, the chain averages each joint's spring part of the MIT law,
-``kp * (p_cmd - measured) + t_ff``, over ``SUPPORT_TAU_S``, in the cycles the joint is at rest:
+``kp * (p_cmd - measured) + t_ff``, over ``SUPPORT_TAU_S``, in the cycles joint and command rest:
 what holds it against gravity (motion transients and friction in motion are left out). At the
 first stop cycle that average, clipped to what the command's error band allowed, becomes the
 joint's *support torque*. Then:
@@ -71,8 +71,8 @@ class StopPlan:
         return None
 
 
-SUPPORT_TAU_S = 0.3  # averaging time of the support estimate
-SUPPORT_STILL_RAD_S = 0.1  # only a joint at rest updates it: then the spring holds the load alone
+SUPPORT_TAU_S = 0.1  # averaging time of the support estimate
+SUPPORT_STILL_RAD_S = 0.05  # only a joint (and its command) at rest updates it: the spring holds the load alone
 
 
 def spring_torque(c: JointControl, command: float, measured: float, torque_ff: float) -> float:

@@ -180,6 +180,7 @@ class YamArmDriver:
             stray=[TEACHING_HANDLE_FRAME] if opts.stray_frames else None,
             report_path=report,
             reply_to_clear_error=opts.reply_to_clear_error,
+            gravity=opts.gravity,
         )
         if self.owns_sim:
             schedule_faults(self.sim, opts.faults, self.side, "start")

@@ -91,6 +91,13 @@ class YamSimOptions(StrictModel):
         "motor states as <channel>.json when the session ends.",
     )
     faults: list[SimFault] = Field(default_factory=list)
+    gravity: list[float] = Field(
+        [0.0, 6.0, 3.0, 0.0, 0.0, 0.0],
+        min_length=6,
+        max_length=6,
+        description="Gravity torque amplitude per arm joint (Nm; the joint feels -g sin q). "
+        "All zeros turns gravity off.",
+    )
 
 
 class YamBimanualConfig(StrictModel):

@@ -1,8 +1,9 @@
 """Simulated YAM arms: seven Damiao motors per ``sim:`` channel, with a plausible joint plant.
 
-The plant has no model of the arm links (gravity off by default): it is there so that commands
-have consequences (tracking lag, torque saturation, gripper hard stops) rather than to predict the
-real arm. Arm joints power up inside their limits; the gripper powers up part-open, its motor
+The plant is a rough one, with gravity on the shoulder and elbow (``YAM_GRAVITY``, on by
+default, configurable per joint): it is there so that commands have consequences (tracking lag,
+torque saturation, an arm that falls when its torque is cut, gripper hard stops) rather than to
+predict the real arm. Arm joints power up inside their limits; the gripper powers up part-open, its motor
 zero at the closed stop, with hard stops one stroke apart so calibration finishes.
 """
 
@@ -41,6 +42,10 @@ _ARM_PLANT = (
     (0.006, 0.02, 0.06, 0.3),
 )
 STOP_BEYOND_LIMIT = 0.3  # rad: hard stops sit past the model's joint range
+# gravity torque amplitude per arm joint (Nm; the joint feels -g sin q): shoulder and elbow carry
+# the arm, the wrist joints little. Rough figures for a 4.3 kg arm, so that a stop that cuts the
+# torque lets it fall, as a real one would.
+YAM_GRAVITY = (0.0, 6.0, 3.0, 0.0, 0.0, 0.0)
 
 
 def yam_sim_motors(
@@ -49,6 +54,7 @@ def yam_sim_motors(
     motor_types: dict[str, MotorType] | None = None,
     initial: list[float] | None = None,
     reply_to_clear_error: bool = False,
+    gravity: Sequence[float] = YAM_GRAVITY,
 ) -> list[SimMotor]:
     rng = random.Random(seed)
     lower, upper = arm_limits()
@@ -57,7 +63,8 @@ def yam_sim_motors(
         inertia, damping, coulomb, damp_kd = _ARM_PLANT[j]
         lo, hi = lower[j], upper[j]
         q0 = initial[j] if initial is not None else min(max(rng.uniform(-0.05, 0.05), lo + 0.01), hi - 0.01)
-        plant = Plant(inertia, damping, coulomb, 0.0, lo - STOP_BEYOND_LIMIT, hi + STOP_BEYOND_LIMIT, damp_kd)
+        g = gravity[j] if j < len(gravity) else 0.0
+        plant = Plant(inertia, damping, coulomb, g, lo - STOP_BEYOND_LIMIT, hi + STOP_BEYOND_LIMIT, damp_kd)
         cfg = SimMotorConfig(
             esc,
             motor_type(mtype, motor_types),
@@ -104,13 +111,14 @@ def attach_or_start(
     stray: list[StrayFrame] | None = None,
     report_path: Path | None = None,
     reply_to_clear_error: bool = False,
+    gravity: Sequence[float] = YAM_GRAVITY,
 ) -> tuple[SimMotorBus, bool]:
     """The simulated bus on ``channel``: an already running one (started by a test), or a new
     one. Returns (bus, owned): only an owned bus is stopped by whoever started it here."""
     existing = running(channel)
     if existing is not None:
         return existing, False
-    motors = yam_sim_motors(gripper, seed, motor_types, reply_to_clear_error=reply_to_clear_error)
+    motors = yam_sim_motors(gripper, seed, motor_types, reply_to_clear_error=reply_to_clear_error, gravity=gravity)
     sim = SimMotorBus(channel, motors, timing=timing, seed=seed, stray=stray or [], report_path=report_path)
     return sim.start(), True
 
