@@ -13,6 +13,7 @@ Order (the safety invariants depend on it):
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import time
@@ -227,6 +228,10 @@ class Session:
         )
         self.loop.prime(cfg.safety.first_chunk_timeout_s)  # motors stay off until this succeeds
         if cfg.mode == "apply_actions":
+            # the one full walk of the set-up heap happens while nothing is live: a pause of a
+            # few hundred ms here would otherwise starve the motor bus right after enable
+            gc.collect()
+            gc.freeze()
             try:
                 self._setup("hardware.enable", self.hardware.enable)
             except SetupError:
