@@ -136,6 +136,7 @@ def test_silent_motor_is_named(rig: Rig) -> None:
     rig.chain.start()
     rig.sim.set_silent(6)
     # monitoring (nothing live): no fault, the reading just ages
+    rig.wait_cycles(3)
     t_silent = rig.chain.state().t_rx[5]
     rig.wait_cycles(30)
     assert rig.chain.fault is None and rig.chain.state().t_rx[5] == t_silent
@@ -272,10 +273,10 @@ def test_a_held_command_settles_inside_the_limits_when_the_host_stalls(rig: Rig)
     target[3] += 2.0  # far past the limit: the command slews at 3 rad/s, then sits on the limit
     rig.chain.set_targets(target)
     rig.wait_cycles(8)
-    with rig.chain._lock:  # the host stalls mid-slew (shorter than the motor watchdog)
+    with rig.chain.calls.lock:  # the host stalls mid-slew (shorter than the motor watchdog)
         time.sleep(0.25)
     rig.wait_cycles(60)
-    with rig.chain._lock:  # and again, sitting on the limit
+    with rig.chain.calls.lock:  # and again, sitting on the limit
         time.sleep(0.25)
     assert rig.sim.motor(4).q <= upper + 0.02
     frames = rig.close()

@@ -342,8 +342,13 @@ class MotorChain:
 
     def _control_cycle(self, now: float) -> None:
         stats = self.wire.stats
+        # the shaping steps in nominal periods (positions are a function of the cycle count);
+        # the velocity sent with them is scaled to the real time between cycles, so a cycle that
+        # comes late does not ask the motor to run ahead of its command
+        pace = 1.0
         if self._last_control_t is not None:
             gap = now - self._last_control_t
+            pace = self.period / max(gap, self.period)
             stats.gap_max_s = max(stats.gap_max_s, gap)
             if gap > 3 * self.period:
                 # this thread did not run (host stall): a motor is not silent for the time
@@ -374,7 +379,7 @@ class MotorChain:
             s = shape(c, self._shaped[i], float(target[i]), measured, self.period, horizon)
             self._shaped[i] = s
             self._sent_ff[i] = torque_ff[i]
-            cmd = MitCommand(s.position, feedforward_velocity(c, s), c.kp, c.kd, float(torque_ff[i]))
+            cmd = MitCommand(s.position, pace * feedforward_velocity(c, s), c.kp, c.kd, float(torque_ff[i]))
             reqs.append(Request(i, m.esc_id, pack_mit(cmd, m.motor)))
         self._after_cycle(self._exchange(reqs), control=True)
         if self._mode == "stopping":  # this cycle found a fault: the first stop frames go out now
