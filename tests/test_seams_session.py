@@ -48,7 +48,7 @@ def test_seams_are_in_the_json_result_the_recording_and_the_summary(tmp_path: Pa
     (summary,) = [e for e in recorded if e["kind"] == "seams"]
     assert summary["data"]["switches"] == seams["switches"]
 
-    human = run_cli(["connect", str(path)])
+    human = run_cli(["connect", str(path), "--no-record"])
     assert human.returncode == 0, human.stderr
     assert "chunk switches (crossfade, horizon 10 actions): jump p50" in human.stdout
 

@@ -95,6 +95,9 @@ def judge(
         f"same model and seed, but chunk {worst[0]} differs by {worst[1]:.3g} (> {TOLERANCE:g}): the export's "
         "config (normalisation, inputs) or the runtime changed"
     ]
+    if info.accepts_prefix:
+        reasons.append("the export takes an RTC prefix (the plan being executed), which recordings do not "
+                       "keep: replay feeds no plan, so chunks the session guided come out unguided")
     recorded_providers = tuple((meta.target or {}).get("providers") or ())
     if recorded_providers and tuple(info.providers) != recorded_providers:
         reasons.append(f"providers differ: recorded {list(recorded_providers)}, replayed {list(info.providers)}")

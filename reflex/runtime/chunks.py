@@ -129,7 +129,8 @@ class ChunkSchedule:
         self._layers: list[tuple[ActionChunk, float]] = []  # crossfade: (chunk, fade start), oldest first
         self._members: list[ActionChunk] = []  # ensemble: chunks in charge so far, oldest first
         self._weights = np.exp(-self.execution.ensemble_k * np.arange(2 * MAX_ENSEMBLE))
-        self._seed: tuple[ActionChunk, float, int] | None = None  # ensemble: (first chunk, t, copies)
+        # ensemble: the first chunk, when it took charge, how many copies it starts as
+        self._seed: tuple[ActionChunk, float, int] | None = None
         self._out = self._tmp = self._ref = self._last_out = self._last_ref = np.zeros(0)
         self._window: _Window | None = None
 
@@ -312,10 +313,9 @@ class ChunkSchedule:
                 expired += 1 if i == 0 else 0  # only a prefix of the oldest can be dropped
                 continue
             copies = 1
-            if seed is not None and chunk is seed[0]:
-                assert self.execution.horizon is not None or seed[2] == 1
-                gone = 0 if seed[2] == 1 else int((t - seed[1]) / (self.execution.horizon * chunk.dt) + 1e-9)  # type: ignore[operator]
-                copies = max(1, seed[2] - gone)
+            if seed is not None and chunk is seed[0] and seed[2] > 1:
+                horizon_s = (self.execution.horizon or 1) * chunk.dt
+                copies = max(1, seed[2] - int((t - seed[1]) / horizon_s + 1e-9))  # one leaves per horizon
             w = float(self._weights[i : i + copies].sum()) if copies > 1 else float(self._weights[i])
             tmp *= w
             out += tmp

@@ -11,7 +11,6 @@ no load, no flakiness.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,7 +189,6 @@ def run_simulated(
     prefix: bool = False,
     max_delta: float = 0.05,
     prefetch_margin_s: float = 0.05,
-    time_schedule: Callable[[float], float] | None = None,
 ) -> SimRun:
     """Prime and run the real :class:`~reflex.runtime.loop.ControlLoop` for ``steps`` ticks with
     ``policy`` (a :class:`DisagreeingPolicy`, or any target: then give its ``layout``)."""
