@@ -203,21 +203,10 @@ def lerobot_load(root: Path, work: Path, delta_action: int = 0) -> dict[str, Any
     return {"arrays": items, **meta}
 
 
-def _torchvision_shim() -> None:
-    """PyPI torchvision wheels are CUDA builds: on CPU torch their C ops do not load and import
-    dies on two unguarded fake registrations. Declaring the op schemas lets the Python parts
-    (all the loader needs) import; detection ops stay unavailable."""
-    import torch
-
-    lib = torch.library.Library("torchvision", "DEF")
-    lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    globals()["_shim_lib"] = lib
-
-
 def _loader_main(root: str, out: str, delta_action: int) -> None:
-    _torchvision_shim()
-    from ledataset.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+    # the project's loader entry: LeRobot's class with the CPU-torch fixes; torchcodec decodes here
+    # (this environment points it at PyAV's FFmpeg), so frames are compared bit for bit
+    from reflex.recording.lerobot.loader import LeRobotDataset, LeRobotDatasetMetadata
 
     meta = LeRobotDatasetMetadata("local/reflex", root=root)
     kwargs: dict[str, Any] = {}
