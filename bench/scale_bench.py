@@ -86,8 +86,8 @@ def run_child(config: Path, env: dict[str, str] | None = None) -> dict[str, Any]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"session {config.name} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     out: dict[str, Any] = json.loads(lines[-1])
-    if not out["result"]["ok"]:
-        raise SystemExit(f"session {config.name} not ok: {out['result']['errors']}")
+    if not out["result"]["ok"]:  # reported in the tables, not hidden: e.g. a recorder fell behind
+        print(f"  ! session {config.stem}: {'; '.join(out['result']['errors'])[:300]}", file=sys.stderr)
     return out
 
 
@@ -163,6 +163,7 @@ def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int]) 
         last_on = rounds[-1][1]["result"]
         rec = last_on["recording"]
         rows[n] = {
+            "failed": [e for off, on in rounds for e in off["result"]["errors"] + on["result"]["errors"]],
             "drops": sum(drops(on["result"]) for _, on in rounds),
             "lateP99Off": med("late", 0), "lateP99On": med("late", 1), "lateRatio": late_ratio,
             "observeP99Off": med("observe", 0), "observeP99On": med("observe", 1),
@@ -196,6 +197,7 @@ def long_section(out: Path, steps: int, rate: float) -> dict[str, Any]:
         n = run["result"]["steps"]
         seconds = n / rate
         table[name] = {
+            "errors": run["result"]["errors"],
             "steps": n, "rssWarm": base, "rssMax": peak, "rssLast": last,
             "growthPct": (peak - base) / base * 100 if base else 0.0,
             "mibPerHour": slope * seconds / n * HOUR_STEPS if n else 0.0,
@@ -236,6 +238,8 @@ def print_report(res: dict[str, Any]) -> None:
                   f"| {row['overrunsOn']} "
                   f"| {row['cpuOff']:.0f} / {row['cpuOn']:.0f} | {row['maxRssOn']:.0f} MiB")
             print(f"      max queue {row['maxQueue']}  max backlog MiB {row['maxBacklogMiB']}  busy s {row['busyS']}")
+            if row["failed"]:
+                print(f"      NOT OK: {'; '.join(row['failed'])[:400]}")
         print(f"  observe p99 growth: {cams['observeGrowthMsPerCamera']:.4f} ms per camera (target <= 0.2)")
         print("  CPU per camera per format (% of one core, session minus recording off): "
               + "  ".join(f"{k} {v:.1f}" for k, v in cams["cpuPerCameraPct"].items()))
@@ -247,7 +251,8 @@ def print_report(res: dict[str, Any]) -> None:
               "| MiB per hour at 30 Hz | drops")
         for name, row in long["runs"].items():
             print(f"  {name:7s} | {row['steps']} | {row['rssWarm']:.1f} / {row['rssMax']:.1f} / {row['rssLast']:.1f} "
-                  f"| {row['growthPct']:.2f} % | {row['mibPerHour']:.1f} | {row['drops']}")
+                  f"| {row['growthPct']:.2f} % | {row['mibPerHour']:.1f} | {row['drops']}"
+                  + (f"  NOT OK: {'; '.join(row['errors'])[:200]}" if row["errors"] else ""))
     khz = res.get("khz")
     if khz:
         print(f"\n1 kHz: configs/sim_demo.yaml at 1000 Hz for {khz['seconds']:g} s, recording off")

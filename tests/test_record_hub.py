@@ -124,6 +124,28 @@ def test_a_format_that_falls_behind_drops_frames_then_steps_within_its_byte_budg
     assert manifest["formats"]["stuck"]["fell_behind"].startswith("fell behind at step")
 
 
+def test_formats_share_the_budget_counting_each_frame_once(tmp_path: Path) -> None:
+    first, second = StuckJsonl(tmp_path / "a"), StuckJsonl(tmp_path / "b")
+    second.name = "stuck2"
+    frame_bytes = 128 * 96 * 3
+    budget = 8 * (frame_bytes + 2 * ITEM_OVERHEAD_BYTES)
+    hub = RecordingHub([first, second], make_meta(), 1024, tmp_path, budget_bytes=budget)
+    assert hub.start() == []
+    writers = hub._writers
+    for i in range(30):
+        hub.submit(make_step(i, {"top": (0, i + 1)}))
+        held = [w.stats.queued_bytes for w in writers]
+        assert hub.budget.used <= budget and all(h <= budget // 2 for h in held), (i, held)
+        if i == 2:  # each stuck writer took at most step 0: both queues hold steps 1 and 2's frames,
+            assert hub.budget.used < sum(held)  # one array each, counted once, not twice
+    stats = {s.name: s for s in hub.stats()}
+    assert stats["stuck"].dropped_frames > 0 and stats["stuck2"].dropped_frames > 0
+    first.release.set()
+    second.release.set()
+    assert hub.close(60.0) == []
+    assert hub.budget.used == 0 and hub.budget.max_used <= budget
+
+
 def test_a_failing_format_does_not_take_the_others_down(tmp_path: Path) -> None:
     failing = FailingJsonl(tmp_path / "failing")
     ok = JsonlRecorder(tmp_path / "ok")

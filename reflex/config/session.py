@@ -100,9 +100,10 @@ class RecordConfig(StrictModel):
     queue_size: int = Field(1024, ge=8, description="Items (steps) buffered per format before dropping.")
     queue_budget_mb: float = Field(
         256.0, gt=0, le=65536,
-        description="Memory all recorder queues together may hold, in MiB (each format gets an equal "
-        "share). A format over its share first drops camera frames, then whole steps; both are "
-        "counted, and dropping a whole step is a recording failure handled by on_error.",
+        description="Memory all recorder queues together may hold, in MiB (a frame queued for several "
+        "formats counts once; one format may hold at most half). A format that does not fit first "
+        "drops camera frames, then whole steps; both are counted, and dropping a whole step is a "
+        "recording failure handled by on_error.",
     )
     images: bool = Field(True, description="Write camera images.")
     image_encoding: Literal["lossy", "lossless"] = Field(

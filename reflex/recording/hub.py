@@ -1,12 +1,14 @@
 """Feeds every recorder from the control loop without ever blocking it.
 
 Each format gets its own queue and writer thread: a slow or failing format cannot stall the loop
-or the other formats. Every queue is bounded in **bytes** (its share of ``record.queue_budget_mb``)
-and in items (``record.queue_size``). A format that falls behind degrades in two steps, each
-counted: first a step's camera frames are dropped (the step line is kept); when even that does not
-fit, the whole item is dropped and the format has *fallen behind*, which :meth:`failures` reports
-so the loop applies ``record.on_error``. A failing recorder is marked failed and stops receiving
-items. Memory never grows past the budget.
+or the other formats. The queues are bounded in **bytes** together (``record.queue_budget_mb``,
+a :class:`ByteBudget`: a frame queued for several formats is one array and counts once; one
+format may hold at most half the budget when there are several, so a slow one cannot starve the
+rest) and each in items (``record.queue_size``). A format that falls behind degrades in two
+steps, each counted: first a step's camera frames are dropped (the step line is kept); when even
+that does not fit, the whole item is dropped and the format has *fallen behind*, which
+:meth:`failures` reports so the loop applies ``record.on_error``. A failing recorder is marked
+failed and stops receiving items. Memory never grows past the budget.
 Given a directory, the hub also keeps ``<directory>/recording.json`` (see :mod:`manifest`).
 """
 
@@ -31,6 +33,51 @@ SINK_BUDGET_BYTES = 32 * 2**20  # the live viewer's backlog: it drops rather tha
 SINK_CLOSE_S = 5.0
 
 
+class ByteBudget:
+    """Bytes held by a group of queues; each frame array counts once however many queues hold it."""
+
+    def __init__(self, limit: int, per_writer: int) -> None:
+        self.limit = limit
+        self.per_writer = per_writer
+        self.used = 0
+        self.max_used = 0
+        self.lock = threading.Lock()
+        self._frames: dict[int, list[int]] = {}  # id(frame) -> [bytes, queues holding it]
+
+    def new_bytes(self, item: object) -> int:
+        """What queueing ``item`` once more would add (call with the lock held)."""
+        extra = ITEM_OVERHEAD_BYTES
+        if isinstance(item, StepRecord):
+            extra += sum(f.image.nbytes for f in item.frames.values() if id(f) not in self._frames)
+        elif isinstance(item, ActionChunk):
+            extra += int(item.actions.nbytes)
+        return extra
+
+    def take(self, item: object) -> None:
+        self.used += self.new_bytes(item)
+        if isinstance(item, StepRecord):
+            for f in item.frames.values():
+                held = self._frames.get(id(f))
+                if held is None:
+                    self._frames[id(f)] = [f.image.nbytes, 1]
+                else:
+                    held[1] += 1
+        if self.used > self.max_used:
+            self.max_used = self.used
+
+    def give_back(self, item: object) -> None:
+        self.used -= ITEM_OVERHEAD_BYTES
+        if isinstance(item, ActionChunk):
+            self.used -= int(item.actions.nbytes)
+        elif isinstance(item, StepRecord):
+            for f in item.frames.values():
+                held = self._frames[id(f)]
+                held[1] -= 1
+                if held[1] == 0:
+                    del self._frames[id(f)]
+                    self.used -= held[0]
+
+
 def item_bytes(item: object) -> int:
     """What an item holds in memory while queued (frames dominate; the rest is a flat estimate)."""
     if isinstance(item, StepRecord):
@@ -51,20 +98,20 @@ class RecorderStats:
     max_queue: int = 0
     queued_bytes: int = 0  # the backlog now
     max_queued_bytes: int = 0
-    budget_bytes: int = 0
+    budget_bytes: int = 0  # the most this format may hold
     busy_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Writer:
-    def __init__(self, recorder: Recorder, meta: SessionMeta, queue_size: int, budget_bytes: int) -> None:
+    def __init__(self, recorder: Recorder, meta: SessionMeta, queue_size: int, budget: ByteBudget) -> None:
         self.recorder = recorder
         self.meta = meta
-        self.stats = RecorderStats(recorder.name, budget_bytes=budget_bytes)
+        self.stats = RecorderStats(recorder.name, budget_bytes=budget.per_writer)
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.thread = threading.Thread(target=self._run, name=f"reflex-rec-{recorder.name}", daemon=True)
         self.opened = threading.Event()
-        self._bytes_lock = threading.Lock()
+        self.budget = budget
 
     def start(self) -> None:
         self.thread.start()
@@ -73,27 +120,35 @@ class _Writer:
         stats = self.stats
         if stats.failed is not None:
             return
+        budget = self.budget
         size = item_bytes(item)
-        with self._bytes_lock:
-            room = stats.budget_bytes - stats.queued_bytes
-            if size > room and isinstance(item, StepRecord) and item.frames:
+        with budget.lock:
+            fits = self._fits(size, budget.new_bytes(item))
+            if not fits and isinstance(item, StepRecord) and item.frames:
                 stats.dropped_frames += len(item.frames)
                 item = replace(item, frames={})
                 size = item_bytes(item)
-            if size > room:
-                self._drop(item, f"queue over its {stats.budget_bytes / 2**20:.0f} MiB share")
+                fits = self._fits(size, budget.new_bytes(item))
+            if not fits:
+                self._drop(item, f"recorder queues over their {budget.limit / 2**20:.0f} MiB budget "
+                                 f"({stats.queued_bytes / 2**20:.0f} MiB held by this format)")
                 return
             try:
                 self.queue.put_nowait((item, size))
             except queue.Full:
                 self._drop(item, f"queue full ({self.queue.maxsize} items)")
                 return
+            budget.take(item)
             stats.queued_bytes += size
             if stats.queued_bytes > stats.max_queued_bytes:
                 stats.max_queued_bytes = stats.queued_bytes
         depth = self.queue.qsize()
         if depth > stats.max_queue:
             stats.max_queue = depth
+
+    def _fits(self, size: int, new: int) -> bool:
+        return (self.stats.queued_bytes + size <= self.budget.per_writer
+                and self.budget.used + new <= self.budget.limit)
 
     def _drop(self, item: Any, why: str) -> None:
         self.stats.dropped += 1
@@ -119,8 +174,9 @@ class _Writer:
                 break
             if item is not None:
                 item, size = item
-                with self._bytes_lock:
+                with self.budget.lock:
                     self.stats.queued_bytes -= size
+                    self.budget.give_back(item)
             t0 = time.perf_counter()
             try:
                 if isinstance(item, StepRecord):
@@ -159,14 +215,17 @@ class RecordingHub:
         budget_bytes: int = DEFAULT_BUDGET_BYTES,
         sinks: list[Recorder] | None = None,
     ) -> None:
-        """``budget_bytes`` bounds every queue together: each format gets an equal share.
+        """``budget_bytes`` bounds every queue together (frames shared by formats count once);
+        with several formats one may hold at most half of it.
 
         ``sinks`` (the live viewer) are fed the same items on their own writer threads, best
         effort: their drops and failures never count as the recording's (no error, no safe stop,
         not in the manifest); each has a queue of ``queue_size`` items and ``SINK_BUDGET_BYTES``."""
-        share = budget_bytes // max(1, len(recorders))
-        self._writers = [_Writer(r, meta, queue_size, share) for r in recorders]
-        self._sinks = [_Writer(r, meta, queue_size, SINK_BUDGET_BYTES) for r in sinks or []]
+        self.budget = ByteBudget(budget_bytes, budget_bytes if len(recorders) <= 1 else budget_bytes // 2)
+        self._writers = [_Writer(r, meta, queue_size, self.budget) for r in recorders]
+        self._sinks = [
+            _Writer(r, meta, queue_size, ByteBudget(SINK_BUDGET_BYTES, SINK_BUDGET_BYTES)) for r in sinks or []
+        ]
         self.budget_bytes = budget_bytes
         self._meta = meta
         self._queue_size = queue_size
@@ -279,6 +338,7 @@ class RecordingHub:
             "backlogMiB": {s.name: round(s.queued_bytes / 2**20, 3) for s in stats},
             "maxBacklogMiB": {s.name: round(s.max_queued_bytes / 2**20, 3) for s in stats},
             "queueBudgetMiB": round(self.budget_bytes / 2**20, 3),
+            "maxQueuedMiB": round(self.budget.max_used / 2**20, 3),  # all formats together, frames once
             "formatStatus": {s.name: dict(s.extra) for s in stats if s.extra},
         }
 
