@@ -55,3 +55,23 @@ def test_a_blended_session_replays_its_applied_actions_exactly(
     )
     as_hard = executed_actions(dataclasses.replace(episode, meta=hard), own)
     assert np.max(np.abs(as_hard.replayed - as_hard.recorded)) > 1e-4  # the settings matter
+
+
+@pytest.mark.parametrize("execution", [{"horizon": 15}, {"blend": "crossfade"}], ids=["horizon", "on-arrival"])
+def test_a_prefix_conditioned_session_replays_its_guided_chunks(tmp_path: Path, execution: dict[str, Any]) -> None:
+    """builtin:demo_flow guided by the plan: replay rebuilds each chunk's prefix from the recorded
+    chunks and ticks, so the guided chunks (and the applied actions) reproduce."""
+    from replay_testutil import replay_cli
+
+    data = base_session(mode="apply_actions", control_rate_hz=50, max_steps=100, cameras={},
+                        target={"kind": "local", "export": "builtin:demo_flow"}, execution=execution,
+                        record={"formats": ["jsonl"], "dir": str(tmp_path / "rec")})
+    result = run_session_file(write_session(tmp_path, data))
+    assert result.ok, result.errors
+    assert result.seams["prefix"] is True and result.chunks["received"] >= 3
+    code, payload, output = replay_cli(str(tmp_path / "rec"), "--target", "builtin:demo_flow",
+                                       "--fail-on", "reproduce", "--fail-on", "max_abs=1e-5,step_max_abs=1e-5")
+    assert code == 0, output
+    (episode,) = payload["episodes"]
+    assert episode["determinism"]["status"] == "reproduced"
+    assert episode["chunks"]["replayed"] == result.chunks["received"]

@@ -96,8 +96,8 @@ def judge(
         "config (normalisation, inputs) or the runtime changed"
     ]
     if info.accepts_prefix:
-        reasons.append("the export takes an RTC prefix (the plan being executed), which recordings do not "
-                       "keep: replay feeds no plan, so chunks the session guided come out unguided")
+        reasons.append("the export takes an RTC prefix, rebuilt from the recorded chunks and ticks: a "
+                       "recording with dropped steps or chunks cannot rebuild it exactly")
     recorded_providers = tuple((meta.target or {}).get("providers") or ())
     if recorded_providers and tuple(info.providers) != recorded_providers:
         reasons.append(f"providers differ: recorded {list(recorded_providers)}, replayed {list(info.providers)}")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reflex.ports import ActionChunk
-from reflex.replay.episode import Episode, EpisodeMeta, RecordedStep
+from reflex.ports import ActionChunk, ChunkPrefix
+from reflex.replay.episode import Episode, EpisodeMeta, RecordedChunk, RecordedStep
 from reflex.replay.layout import recorded_layout, unbounded_layout
 from reflex.runtime.chunks import ChunkSchedule, ExecutionSettings, sample
 from reflex.runtime.guard import ActionGuard, GuardRejected
@@ -133,3 +133,41 @@ def _compare(
         rejected,
         notes,
     )
+
+
+def recorded_prefixes(episode: Episode, chunk_length: int) -> dict[int, ChunkPrefix]:
+    """The RTC prefix each recorded chunk was requested with (docs/execution.md), rebuilt by
+    re-running the session's schedule on the recorded ticks and chunks, in the order the live loop
+    did: a hand-over on arrival, then the request, then the tick's action."""
+    _, interpolate, _ = session_guard(episode.meta)
+    chunks = {c.chunk_id: c for c in episode.chunks}
+    if not chunks:
+        return {}
+    first = min(chunks)
+    execution = recorded_execution(episode.meta, chunks[first].dt)
+    schedule = ChunkSchedule(interpolate, 0.0, execution, 1.0 / episode.meta.control_rate_hz)
+    requested_at: dict[int, list[int]] = {}
+    for chunk_id, rec in chunks.items():
+        if chunk_id != first:  # the first chunk was requested with no plan
+            requested_at.setdefault(rec.obs_step, []).append(chunk_id)
+    out: dict[int, ChunkPrefix] = {}
+    in_charge: int | None = None
+    for step in episode.steps:
+        switch = step.chunk_id is not None and step.chunk_id != in_charge and step.chunk_id in chunks
+        if switch and execution.horizon is None:
+            in_charge = _take_over(schedule, chunks[step.chunk_id], step.t_tick)  # type: ignore[index]
+        for chunk_id in requested_at.get(step.step, ()):
+            prefix = schedule.prefix_for(chunks[chunk_id].t_origin, chunk_length, chunks[chunk_id].dt)
+            if prefix is not None:
+                out[chunk_id] = prefix
+        if switch and execution.horizon is not None:
+            in_charge = _take_over(schedule, chunks[step.chunk_id], step.t_tick)  # type: ignore[index]
+        schedule.action_at(step.t_tick)
+    return out
+
+
+def _take_over(schedule: ChunkSchedule, rec: RecordedChunk, t: float) -> int:
+    schedule.note_latency(rec.t_received - rec.t_requested)
+    schedule.take_over(ActionChunk(rec.chunk_id, rec.actions, rec.t_origin, rec.dt, rec.obs_step,
+                                   rec.t_requested, rec.t_received), t)
+    return rec.chunk_id

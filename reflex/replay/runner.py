@@ -13,7 +13,7 @@ from reflex.errors import ConfigError, ConfigIssue, SetupError
 from reflex.ports import TargetInfo
 from reflex.replay.determinism import Determinism, judge
 from reflex.replay.episode import Episode, RecordingError
-from reflex.replay.executed import ExecutedActions, executed_actions
+from reflex.replay.executed import ExecutedActions, executed_actions, recorded_prefixes
 from reflex.replay.metrics import JointErrors, joint_errors
 from reflex.replay.observation import ChunkInput, chunk_inputs
 from reflex.replay.readers import read_recording
@@ -112,12 +112,16 @@ def replay_episode(episode: Episode, target: ReplayTarget, options: ReplayOption
     inputs = chunk_inputs(episode, info.image_keys, feeds_images=cameras is None or bool(cameras))
     comparable = [i for i in inputs if i.comparable]
     replayed: dict[int, np.ndarray] = {}
+    # an RTC export is fed the plan each chunk was requested with, rebuilt from the recording
+    prefixes = recorded_prefixes(episode, info.chunk_length) if info.accepts_prefix and info.chunk_length else {}
     observe_s = infer_s = 0.0
     size = options.batch_size if options.batch else 1
     for start in range(0, len(comparable), size):
         group = comparable[start : start + size]
         t0 = time.perf_counter()
         observations = [i.observation(cameras) for i in group]
+        for item, obs in zip(group, observations, strict=True):
+            obs.prefix = prefixes.get(item.chunk.chunk_id)
         t1 = time.perf_counter()
         observe_s += t1 - t0
         try:

@@ -139,10 +139,7 @@ class ChunkSchedule:
         """A new chunk arrived; returns how many of its actions were already in the past.
         It takes charge now (with a horizon: at the horizon, or at the next tick if it is the
         first)."""
-        latency = chunk.t_received - chunk.t_requested
-        est = self._latency_estimate
-        # Track the slow side: a jump up is taken at once, a drop only slowly.
-        self._latency_estimate = latency if est is None or latency > est else 0.9 * est + 0.1 * latency
+        self.note_latency(chunk.t_received - chunk.t_requested)
         late = max(0, math.ceil((chunk.t_received - chunk.t_origin) / chunk.dt - 1e-9))
         late = min(late, chunk.horizon)
         self.skipped_actions += late
@@ -154,6 +151,12 @@ class ChunkSchedule:
         else:
             self.pending = chunk  # takes charge at the horizon (the first one at the next tick)
         return late
+
+    def note_latency(self, latency: float) -> None:
+        """One measured inference latency (replay feeds the recorded ones)."""
+        est = self._latency_estimate
+        # Track the slow side: a jump up is taken at once, a drop only slowly.
+        self._latency_estimate = latency if est is None or latency > est else 0.9 * est + 0.1 * latency
 
     def take_over(self, chunk: ActionChunk, t: float) -> None:
         """``chunk`` takes charge at the tick ``t`` (used by replay, which knows the recorded
