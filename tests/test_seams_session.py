@@ -75,3 +75,17 @@ def test_a_prefix_export_gets_the_plan_in_a_real_session(tmp_path: Path) -> None
         assert result["seams"]["prefix"] is prefix and result["seams"]["switches"] >= 4
         gaps[prefix] = result["seams"]["gap"]["p50"]
     assert gaps[True] < 0.3 * gaps[False]
+
+
+def test_horizon_in_seconds_becomes_whole_actions_and_both_at_once_is_a_config_error(tmp_path: Path) -> None:
+    path = session(tmp_path, {"horizon_s": 0.2, "blend": "ensemble"})
+    result = json_result(run_cli(["connect", str(path), "--json", "--no-record"]))
+    assert result["ok"], result["errors"]
+    assert result["seams"]["horizonActions"] == 10 and result["seams"]["blend"] == "ensemble"
+    assert result["seams"]["ensembleK"] == 0.01
+
+    (tmp_path / "both").mkdir()
+    both = session(tmp_path / "both", {"horizon": 10, "horizon_s": 0.2})
+    proc = run_cli(["connect", str(both), "--json"])
+    assert proc.returncode == 2
+    assert "execution.horizon (actions) or execution.horizon_s (seconds), not both" in proc.stdout + proc.stderr
