@@ -40,12 +40,28 @@ def replay(
     partial: bool = typer.Option(
         False, "--partial", help="Replay the complete part of a truncated recording instead of failing."
     ),
+    mapping: list[str] = typer.Option(
+        [], "--map", metavar="KEY=VALUE|FILE",
+        help="Datasets not recorded by Reflex: which keys/topics are the inputs (state=, action=, camera.NAME=, "
+        "task=, joint_names=a,b,..., fps=), or a YAML file with those keys. Repeatable. Default: LeRobot's "
+        "usual names.",
+    ),
+    every: int = typer.Option(1, "--every", min=1, help="Demonstrations: score every N-th frame."),
+    episode_every: int = typer.Option(1, "--every-episode", min=1, help="Score every N-th episode."),
+    horizon: int | None = typer.Option(
+        None, "--horizon", min=1,
+        help="Demonstrations: actions compared per frame (default: the policy's chunk length).",
+    ),
     api_key: str | None = typer.Option(
         None, "--api-key", envvar="REFLEX_API_KEY", help="API key for remote targets.", show_default=False
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show target-level logs."),
 ) -> None:
     """Replay recorded observations through a target; per-joint errors, determinism, CI thresholds.
+
+    A dataset Reflex did not record (LeRobot v3.0 from any writer; MCAP with Foxglove JointStates
+    and image topics) is evaluated open loop: the policy's chunk at each scored frame against the
+    demonstrated actions that follow it.
 
     Exit codes: 0 pass; 1 a --fail-on threshold tripped;
     2 bad input (flags; a missing, corrupt or truncated recording);
@@ -56,6 +72,7 @@ def replay(
     _logging(verbose)
     progress = _progress(as_json)
     try:
+        from reflex.replay.mapping import parse_map_args
         from reflex.replay.runner import ReplayOptions
         from reflex.replay.runner import replay as run_replay
         from reflex.replay.thresholds import parse_fail_on
@@ -70,6 +87,10 @@ def replay(
             api_key=api_key,
             verbose=verbose,
             on_progress=progress.update if progress is not None else None,
+            mapping=parse_map_args(mapping, Path.cwd()),
+            every=every,
+            episode_every=episode_every,
+            horizon=horizon,
         )
         report = run_replay(list(recordings), target, options)
         if plots is not None:

@@ -109,6 +109,10 @@ class Episode:
     # formats. Image losses only matter to a policy that is fed images.
     lossy_images: list[str] = field(default_factory=list)
     lossy_state: list[str] = field(default_factory=list)
+    # A dataset not recorded by Reflex (a demonstration): the demonstrated action of every step,
+    # (len(steps), dim); replay compares the policy's chunk with the actions that follow a frame.
+    demonstration: np.ndarray | None = None
+    foreign: bool = False  # read from a dataset Reflex did not record (no chunks, no session config)
 
     @property
     def label(self) -> str:

@@ -104,6 +104,7 @@ def episode_json(r: EpisodeReplay) -> dict[str, Any]:
             "recordedSeed": ep.meta.seed,
         },
         "determinism": r.determinism.to_json(),
+        "demonstration": r.demonstration.to_json() if r.demonstration else None,
         "chunkErrors": r.chunk_errors.to_json() if r.chunk_errors else None,
         "worstChunks": [{"chunkId": cid, "obsStep": obs_steps[cid], "maxAbs": err} for cid, err in worst],
         "executed": {
@@ -124,10 +125,15 @@ def render_text(report: ReplayReport) -> str:
         ep, det = r.episode, r.determinism
         comparable = sum(1 for i in r.inputs if i.comparable)
         lines.append(f"{ep.label}  [{ep.format}]  {len(ep.steps)} steps, {comparable}/{len(r.inputs)} chunks replayed")
-        worst = "" if det.max_abs is None else f" (max abs {det.max_abs:.3g})"
-        lines.append(f"  determinism: {det.status}{worst}")
-        lines += [f"    - {why}" for why in det.reasons]
-        lines += [f"    ~ {a}" for a in det.approximate]
+        if r.demonstration is not None:
+            d = r.demonstration
+            lines.append(f"  open-loop vs demonstration: {d.scored}/{d.frames} frames scored (every {d.every}), "
+                         f"{r.horizon} actions each")
+        else:
+            worst = "" if det.max_abs is None else f" (max abs {det.max_abs:.3g})"
+            lines.append(f"  determinism: {det.status}{worst}")
+            lines += [f"    - {why}" for why in det.reasons]
+            lines += [f"    ~ {a}" for a in det.approximate]
         if r.chunk_errors:
             o = r.chunk_errors.overall
             lines.append(f"  chunks:   max abs {o.max_abs:.4g}  rmse {o.rmse:.4g}  cosine {o.cosine:.6f}")

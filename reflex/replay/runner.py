@@ -11,9 +11,11 @@ import numpy as np
 
 from reflex.errors import ConfigError, ConfigIssue, SetupError
 from reflex.ports import TargetInfo
+from reflex.replay.demonstration import DEFAULT_HORIZON, DemonstrationPlan, demonstration_chunks
 from reflex.replay.determinism import Determinism, judge
 from reflex.replay.episode import Episode, RecordingError
 from reflex.replay.executed import ExecutedActions, executed_actions, recorded_prefixes
+from reflex.replay.mapping import DatasetMapping
 from reflex.replay.metrics import JointErrors, joint_errors
 from reflex.replay.observation import ChunkInput, chunk_inputs
 from reflex.replay.readers import read_recording
@@ -36,6 +38,10 @@ class ReplayOptions:
     verbose: bool = False
     # (what, done, total): called as chunks are replayed (a progress bar; never required)
     on_progress: Callable[[str, int, int], None] | None = None
+    mapping: DatasetMapping | None = None  # inputs of a dataset Reflex did not record
+    every: int = 1  # demonstrations: score every N-th frame
+    episode_every: int = 1  # score every N-th episode
+    horizon: int | None = None  # demonstrations: actions compared per frame (default: the chunk length)
 
 
 @dataclass
@@ -56,6 +62,7 @@ class EpisodeReplay:
     notes: list[str]
     observe_s: float  # rebuilding observations (reading and decoding images)
     infer_s: float  # the target's inference
+    demonstration: DemonstrationPlan | None = None  # open-loop evaluation against a demonstration
 
 
 def replay(
@@ -69,8 +76,12 @@ def replay(
     t0 = time.perf_counter()
     episodes: list[Episode] = []
     for path in paths:
-        episodes.extend(read_recording(path, options.fmt, options.allow_partial))
+        episodes.extend(read_recording(path, options.fmt, options.allow_partial, options.mapping)
+                        [:: max(1, options.episode_every)])
     if choice is None:
+        if episodes and episodes[0].foreign:
+            raise ConfigError(SOURCE, [ConfigIssue("--target", f"{episodes[0].source} was not recorded by Reflex "
+                                                   "and names no target; pass --target")])
         if not episodes:
             raise ConfigError(SOURCE, [ConfigIssue("--target", "no episode to take the target from; pass --target")])
         choice, target = target_from_recording(episodes[0].meta, cwd)
@@ -107,13 +118,87 @@ def replay(
 def replay_episode(episode: Episode, target: ReplayTarget, options: ReplayOptions) -> EpisodeReplay:
     info = target.info
     _check_fit(episode, info)
+    plan = None
+    if episode.foreign:
+        horizon = options.horizon or info.chunk_length or DEFAULT_HORIZON
+        episode.chunks, plan = demonstration_chunks(episode, horizon, max(1, options.every))
     # A local policy declares every image it reads; other targets get every recorded camera.
     cameras = info.image_keys if (info.image_keys or info.kind == "local") else None
     inputs = chunk_inputs(episode, info.image_keys, feeds_images=cameras is None or bool(cameras))
     comparable = [i for i in inputs if i.comparable]
+    replayed, observe_s, infer_s = _infer(episode, target, options, comparable, cameras)
+    if plan is not None:
+        return _versus_demonstration(episode, target, inputs, comparable, replayed, plan, observe_s, infer_s)
+    notes = list(episode.notes)
+    if options.seed is not None and target.seed_used is None:
+        notes.append(f"--seed ignored: a {info.kind} target takes no seed (it runs with seed {info.seed})")
+    notes += [f"chunk {i.chunk.chunk_id} not replayed: {i.reason}" for i in inputs if not i.comparable]
+    pred, rec, per_chunk = _stack_chunks(episode, comparable, replayed, notes)
+    chunk_errors = joint_errors(pred, rec, episode.meta.joint_names) if len(pred) else None
+    executed = executed_actions(episode, replayed)
+    notes += executed.notes
+    if executed.rejected_steps:
+        notes.append(
+            f"the guard would have rejected the replayed action at {len(executed.rejected_steps)} step(s) "
+            f"(first: {executed.rejected_steps[:5]}): a safe stop on the robot"
+        )
+    step_errors = (
+        joint_errors(executed.replayed, executed.recorded, episode.meta.joint_names)
+        if len(executed.steps) else None
+    )
+    exact = [(i.chunk.chunk_id, per_chunk[i.chunk.chunk_id]) for i in comparable if i.exact]
+    approx = [(i.chunk.chunk_id, per_chunk[i.chunk.chunk_id], i.reasons) for i in comparable if not i.exact]
+    determinism = judge(episode.meta, info, exact, approx)
+    return EpisodeReplay(
+        episode, info, target.seed_used, inputs, replayed, pred.shape[1], pred, rec, chunk_errors, per_chunk,
+        executed, step_errors, determinism, notes, observe_s, infer_s,
+    )
+
+
+def _versus_demonstration(
+    episode: Episode, target: ReplayTarget, inputs: list[ChunkInput], comparable: list[ChunkInput],
+    replayed: dict[int, np.ndarray], plan: DemonstrationPlan, observe_s: float, infer_s: float,
+) -> EpisodeReplay:
+    """Open-loop evaluation: each scored frame's chunk against the demonstrated actions after it."""
+    info = target.info
+    notes = list(episode.notes)
+    notes += [f"frame {i.chunk.chunk_id} not scored: {i.reason}" for i in inputs if not i.comparable]
+    if plan.horizon > 1 and plan.scored:
+        notes.append(f"the last {min(plan.frames, plan.horizon - 1)} frame(s) have fewer than {plan.horizon} "
+                     "demonstrated actions after them: not scored")
+    if not plan.scored:
+        notes.append(f"no frame scored: the episode has {plan.frames} frames, fewer than the horizon "
+                     f"{plan.horizon} (pass --horizon)")
+    if info.action_dt and abs(info.action_dt * episode.meta.control_rate_hz - 1.0) > 1e-3:
+        notes.append(f"the policy's action step ({info.action_dt:g} s) differs from the dataset's frame period "
+                     f"({1 / episode.meta.control_rate_hz:g} s): actions are compared index by index")
+    pred, rec, per_chunk = _stack_chunks(episode, comparable, replayed, [])
+    if len(pred) and pred.shape[1] < plan.horizon:
+        notes.append(f"the policy's chunks have {pred.shape[1]} actions: the first {pred.shape[1]} of "
+                     f"{plan.horizon} demonstrated actions are compared")
+    chunk_errors = joint_errors(pred, rec, episode.meta.joint_names) if len(pred) else None
+    dim = len(episode.meta.joint_names)
+    executed = ExecutedActions(np.zeros(0, dtype=np.int64), np.zeros((0, dim)), np.zeros((0, dim)))
+    determinism = Determinism("demonstration", False, None,
+                              ["open-loop evaluation: the policy's chunks against the demonstrated actions"])
+    return EpisodeReplay(
+        episode, info, target.seed_used, inputs, replayed, pred.shape[1], pred, rec, chunk_errors, per_chunk,
+        executed, None, determinism, notes, observe_s, infer_s, plan,
+    )
+
+
+def _infer(
+    episode: Episode, target: ReplayTarget, options: ReplayOptions, comparable: list[ChunkInput],
+    cameras: tuple[str, ...] | None,
+) -> tuple[dict[int, np.ndarray], float, float]:
+    info = target.info
     replayed: dict[int, np.ndarray] = {}
     # an RTC export is fed the plan each chunk was requested with, rebuilt from the recording
-    prefixes = recorded_prefixes(episode, info.chunk_length) if info.accepts_prefix and info.chunk_length else {}
+    # (a demonstration has no such plan: its policy runs without a prefix)
+    prefixes = (
+        recorded_prefixes(episode, info.chunk_length)
+        if info.accepts_prefix and info.chunk_length and not episode.foreign else {}
+    )
     observe_s = infer_s = 0.0
     size = options.batch_size if options.batch else 1
     for start in range(0, len(comparable), size):
@@ -139,30 +224,7 @@ def replay_episode(episode: Episode, target: ReplayTarget, options: ReplayOption
         infer_s += time.perf_counter() - t1
         if options.on_progress is not None:
             options.on_progress(f"replaying {episode.label}", start + len(group), len(comparable))
-    notes = list(episode.notes)
-    if options.seed is not None and target.seed_used is None:
-        notes.append(f"--seed ignored: a {info.kind} target takes no seed (it runs with seed {info.seed})")
-    notes += [f"chunk {i.chunk.chunk_id} not replayed: {i.reason}" for i in inputs if not i.comparable]
-    pred, rec, per_chunk = _stack_chunks(episode, comparable, replayed, notes)
-    chunk_errors = joint_errors(pred, rec, episode.meta.joint_names) if len(pred) else None
-    executed = executed_actions(episode, replayed)
-    notes += executed.notes
-    if executed.rejected_steps:
-        notes.append(
-            f"the guard would have rejected the replayed action at {len(executed.rejected_steps)} step(s) "
-            f"(first: {executed.rejected_steps[:5]}): a safe stop on the robot"
-        )
-    step_errors = (
-        joint_errors(executed.replayed, executed.recorded, episode.meta.joint_names)
-        if len(executed.steps) else None
-    )
-    exact = [(i.chunk.chunk_id, per_chunk[i.chunk.chunk_id]) for i in comparable if i.exact]
-    approx = [(i.chunk.chunk_id, per_chunk[i.chunk.chunk_id], i.reasons) for i in comparable if not i.exact]
-    determinism = judge(episode.meta, info, exact, approx)
-    return EpisodeReplay(
-        episode, info, target.seed_used, inputs, replayed, pred.shape[1], pred, rec, chunk_errors, per_chunk,
-        executed, step_errors, determinism, notes, observe_s, infer_s,
-    )
+    return replayed, observe_s, infer_s
 
 
 def _check_fit(episode: Episode, info: TargetInfo) -> None:

@@ -91,6 +91,8 @@ def semantics_problems(layout: JointLayout, semantics: dict[str, Any] | None) ->
             continue
         i = layout.names.index(name)
         lo, hi = float(layout.lower[i]), float(layout.upper[i])
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            continue  # limits unknown (e.g. replay of a dataset that names none): undeclared never blocks
         closed, opened = sorted(float(v) for v in pair)
         span = hi - lo if np.isfinite(hi - lo) and hi > lo else 1.0
         tol = GRIPPER_RANGE_TOLERANCE * span

@@ -9,6 +9,7 @@ from pydantic import Field
 from reflex.config.base import BuildContext, StrictModel
 from reflex.hardware.base import HardwareSpec
 from reflex.ports import Hardware
+from reflex.replay.mapping import DatasetMapping
 
 
 class ReplayConfig(StrictModel):
@@ -25,6 +26,12 @@ class ReplayConfig(StrictModel):
         "cleanly (stopReason source_exhausted), 'loop' starts over.",
     )
     partial: bool = Field(False, description="Play the complete part of a truncated recording.")
+    mapping: DatasetMapping | None = Field(
+        None,
+        description="A dataset not recorded by Reflex (LeRobot v3.0 from any writer, MCAP with Foxglove "
+        "JointStates and image topics): which keys or topics are the state and the cameras. Default: "
+        "LeRobot's usual names (observation.state, observation.images.*).",
+    )
 
 
 class ReplayHardwareSpec(HardwareSpec):

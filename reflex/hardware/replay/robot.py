@@ -104,7 +104,7 @@ class ReplayHardware:
         from reflex.replay.layout import recorded_layout, unbounded_layout
         from reflex.replay.readers import read_recording
 
-        episodes = read_recording(self.path, self.config.format, self.config.partial)
+        episodes = read_recording(self.path, self.config.format, self.config.partial, self.config.mapping)
         if self.config.episode >= len(episodes):
             raise ValueError(f"hardware.config.episode {self.config.episode}: the recording has {len(episodes)}")
         episode = episodes[self.config.episode]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reflex.config.base import load_object
 from reflex.replay.episode import Episode, RecordingError
+from reflex.replay.mapping import DatasetMapping
 from reflex.replay.readers.base import RecordingReader
 
 READERS: dict[str, str] = {
@@ -38,8 +39,11 @@ def detect_formats(path: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def read_recording(path: Path, fmt: str | None = None, allow_partial: bool = False) -> list[Episode]:
-    """The episodes in ``path``; ``fmt`` picks a format when the session wrote several."""
+def read_recording(
+    path: Path, fmt: str | None = None, allow_partial: bool = False, mapping: DatasetMapping | None = None
+) -> list[Episode]:
+    """The episodes in ``path``; ``fmt`` picks a format when the session wrote several; ``mapping``
+    names the inputs of a dataset Reflex did not record (LeRobot, MCAP)."""
     if not path.exists():
         raise RecordingError(str(path), "no such file or directory")
     if fmt is not None:
@@ -48,11 +52,11 @@ def read_recording(path: Path, fmt: str | None = None, allow_partial: bool = Fal
         if located is None:
             present = [name for name, _ in detect_formats(path)]
             raise RecordingError(str(path), f"no {fmt} recording here (found: {present or 'none'})")
-        return reader.read(located, allow_partial)
+        return reader.read(located, allow_partial, mapping)
     found = detect_formats(path)
     if not found:
         raise RecordingError(
             str(path), f"not a recording: expected a session directory or a file in one of {sorted(READERS)}"
         )
     name, located = found[0]
-    return reader_for(name).read(located, allow_partial)
+    return reader_for(name).read(located, allow_partial, mapping)

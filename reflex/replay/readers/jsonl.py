@@ -25,7 +25,7 @@ class JsonlReader:
     def locate(self, path: Path) -> Path | None:
         return locate_file(path, FILE_NAME, "jsonl")
 
-    def read(self, path: Path, allow_partial: bool) -> list[Episode]:
+    def read(self, path: Path, allow_partial: bool, mapping: object = None) -> list[Episode]:
         return [_parse(path, allow_partial)]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from reflex.replay.episode import Episode, RecordedChunk, RecordedStep, RecordingError
+from reflex.replay.mapping import DatasetMapping
 from reflex.replay.readers.records import RecordParser, decode_image, note_gaps
 
 INFO = "meta/info.json"
@@ -39,13 +40,17 @@ class LeRobotReader:
                 return candidate
         return None
 
-    def read(self, path: Path, allow_partial: bool) -> list[Episode]:
+    def read(self, path: Path, allow_partial: bool, mapping: DatasetMapping | None = None) -> list[Episode]:
         try:
             import av  # noqa: F401
             import pyarrow.parquet  # noqa: F401
         except ImportError:
             hint = "reading LeRobot datasets needs the lerobot extra: pip install 'reflex-runtime[lerobot]'"
             raise RecordingError(str(path), hint) from None
+        if (path / INFO).is_file() and not (path / STATUS).is_file():
+            from reflex.replay.readers.lerobot_foreign import read_foreign_lerobot
+
+            return read_foreign_lerobot(path, mapping)  # not recorded by Reflex: a demonstration
         return _Dataset(path).episodes()
 
 

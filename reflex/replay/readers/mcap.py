@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from reflex.replay.episode import Episode, RecordedChunk, RecordedStep, RecordingError
+from reflex.replay.mapping import DatasetMapping
 from reflex.replay.readers.jsonl import truncated
 from reflex.replay.readers.records import RecordParser, decode_image, locate_file, note_gaps
 
@@ -36,13 +37,22 @@ class McapReader:
     def locate(self, path: Path) -> Path | None:
         return locate_file(path, FILE_NAME, "mcap")
 
-    def read(self, path: Path, allow_partial: bool) -> list[Episode]:
+    def read(self, path: Path, allow_partial: bool, mapping: DatasetMapping | None = None) -> list[Episode]:
         try:
             import mcap  # noqa: F401
         except ImportError:
             hint = "reading MCAP needs the mcap extra: pip install 'reflex-runtime[mcap]'"
             raise RecordingError(str(path), hint) from None
-        return [_Parse(path).run(allow_partial)]
+        try:
+            return [_Parse(path).run(allow_partial)]
+        except _NotReflex:
+            from reflex.replay.readers.mcap_foreign import read_foreign_mcap
+
+            return [read_foreign_mcap(path, mapping)]  # Foxglove topics from another stack: a demonstration
+
+
+class _NotReflex(RecordingError):
+    """An MCAP without Reflex's session attachment."""
 
 
 class _Images:
@@ -156,7 +166,7 @@ class _Parse:
         else:
             cause = "it has no footer"
         if meta_obj is None:
-            raise RecordingError(str(self.path), f"no {META_ATTACHMENT} attachment: not a Reflex MCAP recording")
+            raise _NotReflex(str(self.path), f"no {META_ATTACHMENT} attachment: not a Reflex MCAP recording")
         self.images.indexed = footer
         self.parser.where = f"{self.path}: {META_ATTACHMENT}"
         meta = self.parser.meta(meta_obj)

@@ -30,7 +30,7 @@ class RerunReader:
     def locate(self, path: Path) -> Path | None:
         return locate_file(path, FILE_NAME, "rerun")
 
-    def read(self, path: Path, allow_partial: bool) -> list[Episode]:
+    def read(self, path: Path, allow_partial: bool, mapping: object = None) -> list[Episode]:
         try:
             from rerun.chunk import RrdReader
         except ImportError:
