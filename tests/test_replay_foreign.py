@@ -165,14 +165,17 @@ def test_an_mcap_with_unnamed_action_topics_asks_for_a_mapping(tmp_path: Path) -
 
 def replay_hw(recording: Path, tmp_path: Path, **config: Any) -> Any:
     session = {
-        "mode": "dry_run", "control_rate_hz": FPS, "max_steps": 8, "task": "evaluate",
+        # at_end: stop: the session ends cleanly when the data runs out, however late a loaded
+        # machine starts the loop (the datasets are a fraction of a second long)
+        "mode": "dry_run", "control_rate_hz": FPS, "max_steps": 0, "task": "evaluate",
         "target": {"kind": "local", "export": "builtin:demo"},
-        "hardware": {"kind": "replay", "config": {"recording": str(recording), **config}},
+        "hardware": {"kind": "replay", "config": {"recording": str(recording), "at_end": "stop", **config}},
         "record": {"formats": ["jsonl"]},
     }
     out = tmp_path / "session"
     result = run_session_file(write_session(tmp_path, session), record_dir=str(out))
     assert result.ok, result.errors
+    assert result.stop_reason == "source_exhausted" and result.steps >= 1
     return read_recording(out, "jsonl")[0]
 
 

@@ -44,6 +44,8 @@ class McapReader:
             hint = "reading MCAP needs the mcap extra: pip install 'reflex-runtime[mcap]'"
             raise RecordingError(str(path), hint) from None
         try:
+            if _written_by_reflex(path) is False:
+                raise _NotReflex(str(path), "no Reflex channels")
             return [_Parse(path).run(allow_partial)]
         except _NotReflex:
             from reflex.replay.readers.mcap_foreign import read_foreign_mcap
@@ -53,6 +55,21 @@ class McapReader:
 
 class _NotReflex(RecordingError):
     """An MCAP without Reflex's session attachment."""
+
+
+def _written_by_reflex(path: Path) -> bool | None:
+    """From the summary alone (no pass over the data): whether Reflex's step channel is there;
+    None when the file has no readable summary (a truncated file: the full pass decides)."""
+    from mcap.reader import make_reader
+
+    try:
+        with path.open("rb") as fh:
+            summary = make_reader(fh).get_summary()
+    except Exception:  # any parse failure: let the full pass report it precisely
+        return None
+    if summary is None:
+        return None
+    return any(channel.topic == "/reflex/step" for channel in summary.channels.values())
 
 
 class _Images:
