@@ -55,10 +55,7 @@ def write_lerobot(root: Path, work: Path, episodes: int = 2, frames: int = 12, f
 
 
 def _lerobot_main(root: str, episodes: int, frames: int, fps: int) -> None:
-    from test_record_support import _torchvision_shim
-
-    _torchvision_shim()
-    from ledataset.datasets.lerobot_dataset import LeRobotDataset
+    from reflex.recording.lerobot.loader import LeRobotDataset  # LeRobot's own class, CPU-torch fixes applied
 
     vector = {"dtype": "float32", "shape": (14,), "names": JOINTS}
     camera = {"dtype": "video", "shape": (H, W, 3), "names": ["height", "width", "channels"]}

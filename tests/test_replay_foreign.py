@@ -170,7 +170,7 @@ def replay_hw(recording: Path, tmp_path: Path, **config: Any) -> Any:
         "mode": "dry_run", "control_rate_hz": FPS, "max_steps": 0, "task": "evaluate",
         "target": {"kind": "local", "export": "builtin:demo"},
         "hardware": {"kind": "replay", "config": {"recording": str(recording), "at_end": "stop", **config}},
-        "record": {"formats": ["jsonl"]},
+        "record": {"formats": ["jsonl"], "image_encoding": "lossless"},  # served pixels compared exactly
     }
     out = tmp_path / "session"
     result = run_session_file(write_session(tmp_path, session), record_dir=str(out))
