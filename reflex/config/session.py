@@ -156,8 +156,7 @@ class ExpertOverride(StrictModel):
 
 
 class ExecutionConfig(StrictModel):
-    """How chunks hand over to each other: the replanning horizon and seam blending
-    (docs/execution.md)."""
+    """How chunks hand over: the replanning horizon, seam blending, RTC prefix (docs/execution.md)."""
 
     horizon: int | None = Field(
         None,
