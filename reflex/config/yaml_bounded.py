@@ -47,7 +47,10 @@ def load_bounded_yaml(text: str) -> tuple[Any, yaml.Node | None]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
-        raise YamlProblem(f"invalid YAML: {problem}", mark.line + 1 if mark is not None else None) from None
+        line = mark.line + 1 if mark is not None else None
+        if "nesting depth" in problem:  # libyaml >= 0.2.5 (PyYAML 6.0.4) stops deep flow nesting while scanning
+            raise YamlProblem(f"nesting deeper than {MAX_DEPTH} levels", line) from None
+        raise YamlProblem(f"invalid YAML: {problem}", line) from None
     return data, node
 
 
