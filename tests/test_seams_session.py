@@ -28,12 +28,14 @@ def events(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def test_seams_are_in_the_json_result_the_recording_and_the_summary(tmp_path: Path) -> None:
-    path = session(tmp_path, {"horizon": 10, "blend": "crossfade", "blend_s": 0.1})
+    # horizons and fades generous enough that a loaded machine's stalls neither make the latency
+    # check refuse the horizon nor skip a whole crossfade
+    path = session(tmp_path, {"horizon": 20, "blend": "crossfade", "blend_s": 0.2})
     proc = run_cli(["connect", str(path), "--json"])
     result = json_result(proc)
     assert result["ok"], result["errors"]
     seams = result["seams"]
-    assert seams["blend"] == "crossfade" and seams["horizonActions"] == 10 and seams["blendS"] == 0.1
+    assert seams["blend"] == "crossfade" and seams["horizonActions"] == 20 and seams["blendS"] == 0.2
     assert seams["switches"] >= 3
     for key in ("gap", "jump"):
         assert set(seams[key]) == {"p50", "max", "perJoint"}
@@ -50,7 +52,7 @@ def test_seams_are_in_the_json_result_the_recording_and_the_summary(tmp_path: Pa
 
     human = run_cli(["connect", str(path), "--no-record"])
     assert human.returncode == 0, human.stderr
-    assert "chunk switches (crossfade, horizon 10 actions): jump p50" in human.stdout
+    assert "chunk switches (crossfade, horizon 20 actions): jump p50" in human.stdout
 
 
 def test_a_horizon_longer_than_the_chunk_is_a_setup_error(tmp_path: Path) -> None:
@@ -68,20 +70,20 @@ def test_a_prefix_export_gets_the_plan_in_a_real_session(tmp_path: Path) -> None
     for prefix in (True, False):
         data = base_session(mode="apply_actions", control_rate_hz=50, max_steps=150, cameras={},
                             target={"kind": "local", "export": "builtin:demo_flow"},
-                            execution={"horizon": 15, "prefix": prefix})
+                            execution={"horizon": 25, "prefix": prefix})
         proc = run_cli(["connect", str(write_session(tmp_path, data, f"s{prefix}.yaml")), "--json"])
         result = json_result(proc)
         assert result["ok"], result["errors"]
-        assert result["seams"]["prefix"] is prefix and result["seams"]["switches"] >= 4
+        assert result["seams"]["prefix"] is prefix and result["seams"]["switches"] >= 3
         gaps[prefix] = result["seams"]["gap"]["p50"]
     assert gaps[True] < 0.3 * gaps[False]
 
 
 def test_horizon_in_seconds_becomes_whole_actions_and_both_at_once_is_a_config_error(tmp_path: Path) -> None:
-    path = session(tmp_path, {"horizon_s": 0.2, "blend": "ensemble"})
+    path = session(tmp_path, {"horizon_s": 0.4, "blend": "ensemble"})
     result = json_result(run_cli(["connect", str(path), "--json", "--no-record"]))
     assert result["ok"], result["errors"]
-    assert result["seams"]["horizonActions"] == 10 and result["seams"]["blend"] == "ensemble"
+    assert result["seams"]["horizonActions"] == 20 and result["seams"]["blend"] == "ensemble"
     assert result["seams"]["ensembleK"] == 0.01
 
     (tmp_path / "both").mkdir()
