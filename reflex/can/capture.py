@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Captured:
-    t: float  # monotonic receive time
+    t: float  # when the frame was put on the bus (its sender's stamp), on the monotonic clock
     arbitration_id: int
     data: bytes
 
@@ -50,6 +50,7 @@ class BusCapture:
 
         self._bus: can.BusABC = can.Bus(interface=interface, channel=channel, receive_own_messages=False)
         self.frames: list[Captured] = []
+        self._wall_to_mono = time.monotonic() - time.time()
         self._drained = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture-{channel}", daemon=True)
@@ -59,7 +60,13 @@ class BusCapture:
         while not self._stop.is_set():
             msg = self._bus.recv(timeout=0.05)
             if msg is not None:
-                self.frames.append(Captured(time.monotonic(), msg.arbitration_id, bytes(msg.data)))
+                self.frames.append(self._captured(msg))
+
+    def _captured(self, msg: can.Message) -> Captured:
+        # the sender's stamp, not this thread's receive time: a capture thread that runs late
+        # must not make a frame look late
+        t = msg.timestamp + self._wall_to_mono if msg.timestamp else time.monotonic()
+        return Captured(t, msg.arbitration_id, bytes(msg.data))
 
     def stop(self) -> list[Captured]:
         self._stop.set()
@@ -68,7 +75,7 @@ class BusCapture:
             # what reached the bus before the stop is captured too, however late this thread ran
             self._drained = True
             while (msg := self._bus.recv(timeout=0.0)) is not None:
-                self.frames.append(Captured(time.monotonic(), msg.arbitration_id, bytes(msg.data)))
+                self.frames.append(self._captured(msg))
         self._bus.shutdown()
         return self.frames
 

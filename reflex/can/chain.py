@@ -252,11 +252,21 @@ class MotorChain:
     def disarm_interrupt(self) -> None:
         self._armed_at = None
 
-    def request_stop(self, reason: str) -> None:
-        """Start a safe stop on the next cycle (no-op unless motors are being controlled)."""
+    def request_stop(self, reason: str, immediate: bool = False) -> None:
+        """Start a safe stop on the next cycle (no-op unless motors are being controlled).
+        ``immediate``: if this chain's thread is between cycles, send the first stop frames now,
+        on the caller's thread (another arm's fault must not wait for this thread to be
+        scheduled)."""
         with self._state_lock:
-            if self._mode == "control":
-                self._begin_stop(reason)
+            if self._mode != "control":
+                return
+            self._begin_stop(reason)
+        if immediate and self.calls.lock.acquire(blocking=False):
+            try:
+                if self._mode == "stopping":
+                    self._stopping_cycle(time.monotonic())
+            finally:
+                self.calls.lock.release()
 
     def cut_stop(self) -> None:
         """Skip the rest of a running stop's hold/damp: disable on the next cycle."""

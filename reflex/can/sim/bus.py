@@ -119,6 +119,12 @@ class SimHostBus(virtual.VirtualBus):
             if msg is not None:
                 return msg, filtered
 
+    def send(self, msg: can.Message, timeout: float | None = None) -> None:
+        if self._sim is not None and self._sim.bus_off:
+            # what a controller in bus-off does: refuses every frame until it is restarted
+            raise can.CanOperationError(f"{self.channel_id}: bus-off, frame not sent (simulated)")
+        super().send(msg, timeout)
+
     def shutdown(self) -> None:
         if self._sim is not None:
             self._sim.detach_host()
@@ -170,6 +176,7 @@ class SimMotorBus:
         self.frames_in = 0
         self.frames_out = 0
         self.drop_probability = 0.0
+        self.bus_off = False  # the host controller refuses every frame (set_bus_off)
         self.errors: list[str] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -225,6 +232,10 @@ class SimMotorBus:
     def set_silent(self, esc_id: int, silent: bool = True) -> None:
         with self._lock:
             self.motor(esc_id).silent = silent
+
+    def set_bus_off(self, off: bool = True) -> None:
+        """The host's CAN controller goes bus-off: its sends raise, the motors hear nothing."""
+        self.bus_off = off
 
     def drop_replies(self, esc_id: int, count: int) -> None:
         with self._lock:

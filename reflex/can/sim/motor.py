@@ -121,6 +121,8 @@ class SimMotor:
         }
         self.silent = False  # unpowered: hears nothing, answers nothing
         self.drop_next_replies = 0
+        # registers whose writes are echoed but not applied (a write-protected or faulty motor)
+        self.ignore_writes: set[int] = set()
         self.pending_fault: int | None = None
         self.events: list[MotorEvent] = []
         self.counts: dict[str, int] = {}
@@ -224,7 +226,7 @@ class SimMotor:
             raw = encode_value(msg.rid, value) if msg.rid in REGISTERS else struct.pack("<I", 0)
             return head + raw
         if msg.cmd is RegisterCmd.WRITE:
-            if msg.rid in REGISTERS:
+            if msg.rid in REGISTERS and msg.rid not in self.ignore_writes:
                 self.registers[msg.rid] = decode_value(msg.rid, msg.value)
                 self._register_side_effects(msg.rid)
                 self._event(t, f"write_register {msg.rid}={self.registers[msg.rid]}")

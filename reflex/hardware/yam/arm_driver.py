@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +129,7 @@ class YamArmDriver:
             bus = open_bus(self.arm.channel, self.arm.interface, cfg.bitrate)
         except OSError as exc:
             raise SetupError(f"hardware.config.{self.side}.channel", str(exc)) from exc
-        budget_ms = cfg.reply_budget_ms if cfg.reply_budget_ms is not None else 1e3 / control_rate_hz
+        budget_ms = cfg.reply_budget_ms if cfg.reply_budget_ms is not None else 500.0 / control_rate_hz
         timing = ChainTiming(
             bitrate=cfg.bitrate,
             reply_timeout_s=cfg.reply_timeout_ms / 1e3,
@@ -386,9 +387,9 @@ class YamArmDriver:
         if self.chain is not None:
             self.chain.touch()
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, immediate: bool = False) -> None:
         if self.chain is not None:
-            self.chain.request_stop(reason)
+            self.chain.request_stop(reason, immediate)
 
     def cut_stop(self) -> None:
         if self.chain is not None:
@@ -416,9 +417,26 @@ class YamArmDriver:
         else:
             # enable failed half-way or the thread died: disable directly
             failed.extend(chain.disable_all())
+        if chain.bus_error is not None:
+            failed.append(self.left_to_watchdog(chain.bus_error))
         self.unconfirmed = list(chain.unconfirmed)
         self.enabled = False
         return failed
+
+    def left_to_watchdog(self, error: str) -> str:
+        """What the result says about an arm Reflex cannot command (bus-off): its motors keep
+        their last command until their own watchdog damps them, and when that is."""
+        assert self.chain is not None
+        last = self.chain.last_tx_ok
+        expires = last + self.config.watchdog_ms / 1e3
+        now = time.monotonic()
+        wall = datetime.fromtimestamp(time.time() + (expires - now), tz=timezone.utc)
+        when = "expired" if expires <= now else "expires"
+        return (
+            f"{self.chain.name} ({self.arm.channel}): bus error, no stop frame reaches its motors ({error}); "
+            f"left to their watchdog ({self.config.watchdog_ms:g} ms), which {when} at "
+            f"{wall.strftime('%H:%M:%S.%f')[:-3]} UTC, {self.config.watchdog_ms:g} ms after the last frame that left"
+        )
 
     @property
     def stop_duration_s(self) -> float:

@@ -23,6 +23,7 @@ FaultKind = Literal[
     "overload",
     "silent",
     "drop_replies",
+    "bus_off",
 ]
 
 
@@ -129,7 +130,8 @@ class YamBimanualConfig(StrictModel):
         gt=0,
         le=1000,
         description="A motor without a reply for longer than this (while the arms are live: both "
-        "arms safe-stop on the same bus cycle). Default: one control period of the session.",
+        "arms safe-stop on the same bus cycle). Default: half the session's control period, so the "
+        "first stop frame goes out within one control period of a motor falling silent.",
     )
     watchdog_ms: float = Field(
         400.0,

@@ -189,11 +189,12 @@ class YamBimanual:
         return {a.side: st for a in self.arms if (st := a.bus_stats()) is not None}
 
     def _on_fault(self, message: str) -> None:
-        """Called on a chain thread: stop the other arm too, on its next cycle."""
+        """Called on a chain thread: stop the other arm too, its first stop frames sent from
+        here if its own thread is between cycles."""
         with self._fault_lock:
             self.faults.append(message)
         for arm in self.arms:
-            arm.request_stop(message)
+            arm.request_stop(message, immediate=True)
 
     def _raise_if_faulted(self) -> None:
         if self.faults:

@@ -147,6 +147,8 @@ def _schedule(sim: SimMotorBus, fault: SimFault) -> None:
             motor.silent = True
         elif fault.kind == "drop_replies":
             motor.drop_next_replies += fault.count
+        elif fault.kind == "bus_off":
+            sim.set_bus_off()
         else:
             motor.inject_fault(_FAULT_CODES[fault.kind], time.monotonic())
 
