@@ -387,3 +387,60 @@ def test_second_ctrl_c_stops_homing_within_one_control_cycle(name: str, tmp_path
         moved = [p for t, p, kp in mit(frames[side], 1) if kp > NOMINAL_KP[0] - 0.2]
         assert moved[-1] < 0.6 - 0.05, "homing was still far from home: the stop cut it short"
 
+
+
+# ---------------------------------------------------------------------------------- session level
+def test_ctrl_c_during_gripper_calibration_reports_powered_motors_and_one_safe_stop(tmp_path: Path) -> None:
+    """A Ctrl-C after the first enable frame (here: during gripper calibration) is reported as
+    what it is: motors were live, one safe stop, not ok, exit 130. Before any enable frame it is
+    an abort that powered nothing."""
+    import os
+    import signal
+
+    from conftest import write_session
+
+    from reflex.runtime.session import run_session_file
+
+    name = "ms-calib"
+    buses = Buses(name)
+    session = {
+        "mode": "apply_actions",
+        "control_rate_hz": RATE_HZ,
+        "max_steps": 100,
+        "target": {"kind": "local", "export": "builtin:demo_state_only"},
+        "hardware": {"kind": "yam_bimanual", "config": {
+            "left": {"channel": f"sim:{name}-left"}, "right": {"channel": f"sim:{name}-right"},
+        }},
+        "record": {"enabled": False},
+    }
+    t_signal: list[float] = []
+
+    def ctrl_c_when_calibrating() -> None:
+        cap = buses.captures["left"]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            recent = [f for f in list(cap.frames)[-60:] if f.arbitration_id == 7 and classify(7, f.data) == "mit"]
+            last = unpack_mit(recent[-1].data, TYPES[6]) if recent else None
+            if last is not None and last.kp == 0 and last.torque:
+                break  # the gripper is being pushed against its stop
+            time.sleep(0.01)
+        t_signal.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=ctrl_c_when_calibrating, daemon=True)
+    watcher.start()
+    try:
+        result = run_session_file(write_session(tmp_path, session)).to_json()
+    finally:
+        watcher.join(5)
+        frames = buses.close()
+    assert t_signal, "calibration never started"
+    assert result["ok"] is False and result["exitCode"] == 130 and result["stopReason"] == "aborted"
+    assert result["safeStops"] == 1 and not result["safeStopFailures"]
+    assert any("SIGINT during hardware.enable: motors were powered; safe-stopped" in e for e in result["errors"])
+    assert not any("before powering anything" in e for e in result["errors"])
+    for side in ("left", "right"):
+        kinds = [classify(f.arbitration_id, f.data) for f in frames[side] if f.arbitration_id < 0x10]
+        assert kinds.count("enable") == 7 and "disable" in kinds
+        assert all(not m.enabled for m in buses.sims[side].motors.values())
+        assert first_stop_frame(frames[side], after=t_signal[0]) - t_signal[0] <= PERIOD

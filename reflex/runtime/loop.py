@@ -38,6 +38,7 @@ from reflex.runtime.inference import InferenceResult, InferenceWorker
 from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.seams import Seam
 from reflex.runtime.signals import SignalGate
+from reflex.runtime.stalls import StallMeter
 from reflex.runtime.timing import Samples, StageTimes
 
 LIVE_WINDOW = 256  # lateness samples the live status line takes its p99 from
@@ -89,6 +90,7 @@ class ControlLoop:
         self.gate = gate
         self.apply_enabled = config.mode == "apply_actions"
         self.period = 1.0 / config.control_rate_hz
+        self.stalls = StallMeter(self.period, config.safety.max_command_gap_ms / 1e3)
         self.safety = config.safety
         self.times = StageTimes("observe", "chunk", "guard", "apply", "record", "tick")
         self.lateness = Samples(recent=LIVE_WINDOW)  # the live status line reads the recent ones
@@ -226,6 +228,12 @@ class ControlLoop:
                 self.sleep(t_next - now)
             t_tick = self.clock()
             self.lateness.add((t_tick - t_next) * 1e3)
+            gap = self.stalls.note(t_tick) if self.apply_enabled else None
+            if gap is not None:
+                self.steps = step
+                return Incident("stall", f"step {step}: no command to the robot for {gap * 1e3:.0f} ms "
+                                f"while its motors were live (safety.max_command_gap_ms = "
+                                f"{self.stalls.bound_s * 1e3:g})")
             incident = self._tick(step, t_tick)
             if self.clock() - t_tick > slow:
                 self.slow_ticks += 1
@@ -456,6 +464,7 @@ class ControlLoop:
             },
             cameras=self.camera_summary(duration_s),
             seams=self.seam_summary(),
+            stalls=self.stalls.summary() if self.apply_enabled else {},
         )
 
     def _seam_event(self, step: int, seam: Seam) -> SessionEvent:

@@ -42,3 +42,5 @@ class LoopReport:
     # Chunk seams (reflex/runtime/seams.py): per switch the gap between the old and new
     # trajectories and the jump it put into the command (p50/max, per joint), jerk p99, settings.
     seams: dict[str, Any] = field(default_factory=dict)
+    # gaps between commands while the motors were live (reflex/runtime/stalls.py)
+    stalls: dict[str, Any] = field(default_factory=dict)

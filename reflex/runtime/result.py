@@ -72,6 +72,8 @@ class SessionResult:
             "gc": report.gc,
             "heldSteps": report.held_steps,
         }
+        if report.stalls:
+            self.loop["stalls"] = dict(report.stalls)
         self.stages_ms = dict(report.stages_ms)
         self.chunks.update(report.chunks)
         self.cameras = {name: dict(summary) for name, summary in report.cameras.items()}

@@ -237,8 +237,20 @@ class Session:
             except SetupError:
                 self._enable_failed = True  # some motors may be live: _finish safe-stops
                 raise
+            except SessionAborted as exc:
+                raise self._aborted_during_enable(exc) from exc
             self.enabled = True
             self._event("enabled", "motors enabled after the first valid chunk")
+
+    def _aborted_during_enable(self, exc: SessionAborted) -> SessionAborted:
+        """A signal during enable (or what it includes, e.g. gripper calibration): the report
+        says whether any motor was powered (connectors say so with ``powered``; unknown counts
+        as powered) and, if so, _finish makes it one safe stop."""
+        signal_name = self.gate.last_signal or "signal"
+        if not getattr(self.hardware, "powered", True):
+            return SessionAborted(f"{signal_name} during hardware.enable, before any motor was powered: aborted")
+        self._enable_failed = True
+        return SessionAborted(f"{signal_name} during hardware.enable: motors were powered; safe-stopped")
 
     def _execution_settings(self) -> ExecutionSettings:
         """``execution`` resolved against the target: a horizon in seconds becomes actions."""

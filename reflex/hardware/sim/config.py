@@ -20,6 +20,10 @@ class SimFaults(StrictModel):
     observe_at_step: int | None = Field(None, ge=0, description="read_state raises at this step.")
     apply_at_step: int | None = Field(None, ge=0, description="apply raises at this step.")
     safe_stop_fails: bool = Field(False, description="safe_stop raises (reported, exit 4).")
+    stall_at_step: int | None = Field(
+        None, ge=0, description="apply blocks for stall_s at this apply (a runner freeze)."
+    )
+    stall_s: float = Field(0.3, ge=0, le=10, description="How long the injected stall lasts.")
     connect_delay_s: float = Field(
         0.0, ge=0, json_schema_extra=sensible(None, 600, "a test fault, not a wait"),
         description="Extra time spent in connect.",

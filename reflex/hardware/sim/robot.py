@@ -62,7 +62,10 @@ class SimRobot:
 
     def apply(self, action: np.ndarray, step: int) -> None:
         self.apply_calls += 1
-        fault_step = self.config.faults.apply_at_step
+        faults = self.config.faults
+        if faults.stall_at_step is not None and self._applies == faults.stall_at_step:
+            time.sleep(faults.stall_s)  # the runner is stuck in this call
+        fault_step = faults.apply_at_step
         if fault_step is not None and self._applies == fault_step:
             self._applies += 1
             raise SimulatedFault(f"injected apply fault at apply {fault_step}")

@@ -49,6 +49,7 @@ class YamBimanual:
         self.arms = [YamArmDriver(side, config, ctx.config_dir, self._on_fault) for side in SIDES]
         self._split = np.cumsum([len(a.motors) for a in self.arms])[:-1]
         self.enabled = False
+        self.powered = False  # an enable frame went out (a report after that must say motors were live)
         self.stop_reasons: list[str] = []
         self.unconfirmed: list[str] = []
 
@@ -75,6 +76,7 @@ class YamBimanual:
             for arm in self.arms:
                 arm.ensure_watchdog()
             for arm in self.arms:
+                self.powered = True
                 arm.enable(self.ctx.control_rate_hz)
             self.enabled = True
             calibrate_grippers(self.arms)

@@ -1,0 +1,38 @@
+"""A gap in the commands while motors are live is a fact in the result, and one beyond
+``safety.max_command_gap_ms`` ends the session ok: false (reflex/runtime/stalls.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conftest import base_session, write_session
+
+from reflex.runtime.session import run_session_file
+
+
+def session(tmp_path: Path, mode: str, **faults: Any) -> dict[str, Any]:
+    data = base_session(mode=mode, max_steps=30)
+    data["hardware"] = {"kind": "sim", "config": {"faults": faults}}
+    data["record"] = {"enabled": False}
+    return data
+
+
+def test_a_300_ms_stall_ends_the_session_not_ok_with_the_gap_in_the_result(tmp_path: Path) -> None:
+    data = session(tmp_path, "apply_actions", stall_at_step=10, stall_s=0.3)
+    out = run_session_file(write_session(tmp_path, data)).to_json()
+    assert out["ok"] is False and out["exitCode"] == 1 and out["safeStops"] == 1
+    assert out["stopReason"] == "incident:stall"
+    stalls = out["loop"]["stalls"]
+    assert stalls["count"] >= 1 and stalls["maxGapMs"] >= 300 and stalls["boundMs"] == 150
+    assert any("no command to the robot for" in e and "safety.max_command_gap_ms = 150" in e for e in out["errors"])
+
+
+def test_without_a_stall_the_gaps_are_still_measured(tmp_path: Path) -> None:
+    data = session(tmp_path, "apply_actions")
+    data["safety"] = {"max_command_gap_ms": 1000}  # this test is about the measurement, not the bound
+    out = run_session_file(write_session(tmp_path, data)).to_json()
+    assert out["ok"] is True and 0 < out["loop"]["stalls"]["maxGapMs"] < 1000
+    assert out["loop"]["stalls"]["boundMs"] == 1000
+    dry = run_session_file(write_session(tmp_path, session(tmp_path, "dry_run"), "dry.yaml")).to_json()
+    assert "stalls" not in dry["loop"]  # nothing is live in dry_run
