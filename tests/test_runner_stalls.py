@@ -34,5 +34,9 @@ def test_without_a_stall_the_gaps_are_still_measured(tmp_path: Path) -> None:
     out = run_session_file(write_session(tmp_path, data)).to_json()
     assert out["ok"] is True and 0 < out["loop"]["stalls"]["maxGapMs"] < 1000
     assert out["loop"]["stalls"]["boundMs"] == 1000
+    data["safety"] = {}
+    data["max_steps"] = 3
+    out = run_session_file(write_session(tmp_path, data, "default.yaml")).to_json()
+    assert out["loop"]["stalls"]["boundMs"] == 150  # the default bound
     dry = run_session_file(write_session(tmp_path, session(tmp_path, "dry_run"), "dry.yaml")).to_json()
     assert "stalls" not in dry["loop"]  # nothing is live in dry_run

@@ -76,13 +76,14 @@ class SafetyConfig(StrictModel):
     home_on_stop: bool = Field(
         False, description="Drive home on a clean stop (apply_actions only; never in dry_run)."
     )
-    max_command_gap_ms: float = Field(
-        150.0,
+    max_command_gap_ms: float | None = Field(
+        None,
         gt=0,
         le=1000,
         description="Longest gap between two commands to the robot while its motors are live (a runner "
         "freeze, a slow apply): a longer one ends the session ok: false (a safe stop), named in "
-        "loop.stalls. Keep it well under the motor watchdog.",
+        "loop.stalls. Default 150 ms (well under a YAM motor's 400 ms watchdog); a connector that "
+        "runs a process per call is only measured unless this is set.",
     )
     stop: StopConfig = Field(
         StopConfig(), description="What a safe stop leaves the robot doing (hold, damp or disable)."

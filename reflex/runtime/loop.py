@@ -38,7 +38,7 @@ from reflex.runtime.inference import InferenceResult, InferenceWorker
 from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.seams import Seam
 from reflex.runtime.signals import SignalGate
-from reflex.runtime.stalls import StallMeter
+from reflex.runtime.stalls import StallMeter, command_gap_bound
 from reflex.runtime.timing import Samples, StageTimes
 
 LIVE_WINDOW = 256  # lateness samples the live status line takes its p99 from
@@ -90,7 +90,7 @@ class ControlLoop:
         self.gate = gate
         self.apply_enabled = config.mode == "apply_actions"
         self.period = 1.0 / config.control_rate_hz
-        self.stalls = StallMeter(self.period, config.safety.max_command_gap_ms / 1e3)
+        self.stalls = StallMeter(self.period, command_gap_bound(config.safety.max_command_gap_ms, hardware))
         self.safety = config.safety
         self.times = StageTimes("observe", "chunk", "guard", "apply", "record", "tick")
         self.lateness = Samples(recent=LIVE_WINDOW)  # the live status line reads the recent ones
@@ -233,7 +233,7 @@ class ControlLoop:
                 self.steps = step
                 return Incident("stall", f"step {step}: no command to the robot for {gap * 1e3:.0f} ms "
                                 f"while its motors were live (safety.max_command_gap_ms = "
-                                f"{self.stalls.bound_s * 1e3:g})")
+                                f"{(self.stalls.bound_s or 0) * 1e3:g})")
             incident = self._tick(step, t_tick)
             if self.clock() - t_tick > slow:
                 self.slow_ticks += 1

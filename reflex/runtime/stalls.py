@@ -2,17 +2,29 @@
 hardware shares them: between the control ticks (each tick applies an action or holds), so a
 runner freeze, a slow ``apply`` (a subprocess robot's included) or a GIL-hogging policy call all
 show up, named, in the result (``loop.stalls``). A gap beyond ``safety.max_command_gap_ms`` is
-an incident: the session ends ``ok: false``."""
+an incident: the session ends ``ok: false``. Unset, the bound is ``DEFAULT_COMMAND_GAP_S``, or
+what the robot declares as ``command_gap_bound_s`` (None: measured only; a connector that runs a
+process per call does, since every one of its steps takes that long)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+DEFAULT_COMMAND_GAP_S = 0.15  # well under a Damiao motor's 400 ms watchdog
+
+
+def command_gap_bound(configured_ms: float | None, hardware: object) -> float | None:
+    """The bound in force: the session's, else the robot's own, else the default."""
+    if configured_ms is not None:
+        return configured_ms / 1e3
+    declared = getattr(hardware, "command_gap_bound_s", DEFAULT_COMMAND_GAP_S)
+    return None if declared is None else float(declared)
+
 
 @dataclass
 class StallMeter:
     period_s: float  # the control period: a gap longer than two of them counts as a stall
-    bound_s: float  # a gap longer than this is an incident
+    bound_s: float | None  # a gap longer than this is an incident (None: measured only)
     count: int = 0
     max_gap_s: float = 0.0
     _last: float | None = None
@@ -26,11 +38,11 @@ class StallMeter:
         self.max_gap_s = max(self.max_gap_s, gap)
         if gap > 2 * self.period_s:
             self.count += 1
-        return gap if gap > self.bound_s else None
+        return gap if self.bound_s is not None and gap > self.bound_s else None
 
-    def summary(self) -> dict[str, float | int]:
+    def summary(self) -> dict[str, float | int | None]:
         return {
             "count": self.count,
             "maxGapMs": round(self.max_gap_s * 1e3, 3),
-            "boundMs": round(self.bound_s * 1e3, 3),
+            "boundMs": None if self.bound_s is None else round(self.bound_s * 1e3, 3),
         }

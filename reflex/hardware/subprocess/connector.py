@@ -76,6 +76,10 @@ class SubprocessHardware:
                     field, value, config.shell, self.cwd, config.env
                 )
         self.persistent = config.protocol == "persistent"
+        if not self.persistent:
+            # one process per call takes its own time every step: its gaps are measured
+            # (loop.stalls), but only a bound the session sets makes one an incident
+            self.command_gap_bound_s: float | None = None
         self._layout: JointLayout | None = None
         self._declared_limits = False
         self._cameras: dict[str, SubprocessCamera] = {}
