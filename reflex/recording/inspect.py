@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reflex.config.base import load_object
+from reflex.recording.formats import BY_NAME, SPECS
 from reflex.recording.manifest import MANIFEST, read_json, write_json_atomic
-
-FORMAT_DIRS = ("jsonl", "lerobot", "mcap", "rerun")
 
 
 def default_root() -> Path:
@@ -47,20 +47,11 @@ def find_recordings(root: Path, max_depth: int = 3) -> list[Path]:
     return sorted(found, key=_started, reverse=True)
 
 
-# the file each format's directory holds once it recorded anything (a bare "lerobot/" folder of
-# source code is not a recording)
-FORMAT_MARKERS = {
-    "jsonl": ("meta.json", "steps.jsonl"),
-    "lerobot": ("meta/info.json",),
-    "mcap": ("session.mcap",),
-    "rerun": ("session.rrd",),
-}
-
-
 def _is_recording(path: Path) -> bool:
     if (path / MANIFEST).is_file():
         return True
-    return any((path / fmt / marker).is_file() for fmt, markers in FORMAT_MARKERS.items() for marker in markers)
+    # a format directory without its marker files (a bare "lerobot/" folder of source code) is not one
+    return any(spec.recorded_in(path) for spec in SPECS)
 
 
 def _started(path: Path) -> float:
@@ -120,11 +111,12 @@ def summarize(path: Path) -> dict[str, Any]:
     m = manifest or {}
     block = m.get("formats")
     formats_block: dict[str, Any] = block if isinstance(block, dict) else {}
-    formats = list(formats_block) or [f for f in FORMAT_DIRS if (path / f).is_dir()]
+    formats = list(formats_block) or [s.name for s in SPECS if (path / s.directory).is_dir()]
     duration = m.get("duration_s")
     steps = m.get("steps")
     if duration is None:  # interrupted: ask the JSONL file, the cheapest to read from its ends
-        first, last, count = _jsonl_span(path / "jsonl" / "steps.jsonl")
+        jsonl = BY_NAME["jsonl"]
+        first, last, count = _jsonl_span(jsonl.target(path / jsonl.directory))
         if first is not None and last is not None:
             duration, steps = round(last - first, 3), count
     return {
@@ -191,14 +183,14 @@ def info(path: Path) -> dict[str, Any]:
     block = manifest.get("formats")
     recorded: dict[str, Any] = block if isinstance(block, dict) else {}
     for name in out["formats"]:
-        probe = _PROBES.get(name)
+        spec = BY_NAME.get(name)
         detail: dict[str, Any] = dict(recorded.get(name) or {})
-        fmt_dir = path / name
+        fmt_dir = path / (spec.directory if spec else name)
         detail["dir"] = str(fmt_dir)
         detail["sizeBytes"] = _size(fmt_dir) if fmt_dir.exists() else 0
-        if probe is not None and fmt_dir.exists():
+        if spec is not None and fmt_dir.exists():
             try:
-                detail.update(probe(fmt_dir))
+                detail.update(load_object(spec.probe)(spec.target(fmt_dir)))
             except ImportError as exc:
                 detail["probe"] = f"cannot open: {exc} (install reflex-runtime[{name}])"
             except Exception as exc:
@@ -210,8 +202,7 @@ def info(path: Path) -> dict[str, Any]:
     return out
 
 
-def _probe_jsonl(d: Path) -> dict[str, Any]:
-    path = d / "steps.jsonl"
+def probe_jsonl(path: Path) -> dict[str, Any]:
     counts: dict[str, int] = {}
     torn = ended = False
     with path.open("rb") as fh:
@@ -227,7 +218,7 @@ def _probe_jsonl(d: Path) -> dict[str, Any]:
     return {"state": state, "lines": counts, "tornLastLine": torn}
 
 
-def _probe_lerobot(d: Path) -> dict[str, Any]:
+def probe_lerobot(d: Path) -> dict[str, Any]:
     from reflex.recording.lerobot import layout as L
     from reflex.recording.lerobot.repair import lerobot_state
 
@@ -243,12 +234,11 @@ def _probe_lerobot(d: Path) -> dict[str, Any]:
     }
 
 
-def _probe_mcap(d: Path) -> dict[str, Any]:
+def probe_mcap(path: Path) -> dict[str, Any]:
     from mcap.reader import make_reader
 
     from reflex.recording.mcap_repair import mcap_is_complete
 
-    path = d / "session.mcap"
     if not mcap_is_complete(path):
         return {"state": "interrupted"}
     with path.open("rb") as fh:
@@ -259,13 +249,10 @@ def _probe_mcap(d: Path) -> dict[str, Any]:
     return {"state": "complete", "messages": topics}
 
 
-def _probe_rerun(d: Path) -> dict[str, Any]:
+def probe_rerun(path: Path) -> dict[str, Any]:
     from reflex.recording.rerun_recorder import rrd_is_complete
 
-    return {"state": "complete" if rrd_is_complete(d / "session.rrd") else "interrupted"}
-
-
-_PROBES = {"jsonl": _probe_jsonl, "lerobot": _probe_lerobot, "mcap": _probe_mcap, "rerun": _probe_rerun}
+    return {"state": "complete" if rrd_is_complete(path) else "interrupted"}
 
 
 # -- repair --------------------------------------------------------------------------------------
@@ -275,25 +262,12 @@ def repair(path: Path) -> dict[str, Any]:
     if manifest is not None and status_of(manifest) == "recording":
         raise RuntimeError(f"{path}: still being recorded by process {manifest.get('pid')}")
     results: dict[str, Any] = {}
-    for name in FORMAT_DIRS:
-        d = path / name
+    for spec in SPECS:
+        name, d = spec.name, path / spec.directory
         if not d.is_dir():
             continue
         try:
-            if name == "jsonl":
-                results[name] = repair_jsonl(d / "steps.jsonl")
-            elif name == "lerobot":
-                from reflex.recording.lerobot.repair import repair_lerobot
-
-                results[name] = repair_lerobot(d)
-            elif name == "mcap":
-                from reflex.recording.mcap_repair import repair_mcap
-
-                results[name] = repair_mcap(d / "session.mcap")
-            elif name == "rerun":
-                from reflex.recording.rerun_recorder import repair_rrd
-
-                results[name] = repair_rrd(d / "session.rrd")
+            results[name] = load_object(spec.repair)(spec.target(d))
         except Exception as exc:
             results[name] = {"status": "failed", "repaired": False, "error": f"{type(exc).__name__}: {exc}"}
     if manifest is not None and status_of(manifest) == "interrupted":

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
+from reflex.recording.formats import main_file
 from reflex.recording.jpeg import encoded_image
 from reflex.recording.serialize import chunk_dict, event_dict, meta_dict, step_dict
 
@@ -39,7 +40,7 @@ class JsonlRecorder:
 
     def open(self, meta: SessionMeta) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._fh = (self.directory / "steps.jsonl").open("w", encoding="utf-8")
+        self._fh = (self.directory / main_file("jsonl")).open("w", encoding="utf-8")
         self._line({"type": "header", "schema": SCHEMA, **meta_dict(meta)})
         self.flush()
 

@@ -30,10 +30,11 @@ from reflex import __version__
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording import mcap_schemas
 from reflex.recording.clock import WallClock
+from reflex.recording.formats import main_file
 from reflex.recording.jpeg import encoded_image
 from reflex.recording.serialize import chunk_dict, event_dict, meta_dict, step_dict
 
-FILE_NAME = "session.mcap"
+FILE_NAME = main_file("mcap")
 CHUNK_SIZE = 1024 * 1024
 LOG_LEVELS = {"safe_stop": 4, "safe_stop_failed": 5, "stale": 3, "record_failed": 4}  # foxglove.Log.Level
 

@@ -42,9 +42,10 @@ import numpy as np
 
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording.clock import WallClock
+from reflex.recording.formats import main_file
 from reflex.recording.jpeg import encoded_image
 
-FILE_NAME = "session.rrd"
+FILE_NAME = main_file("rerun")
 APPLICATION_ID = "reflex"
 LEVELS = {"safe_stop": "ERROR", "safe_stop_failed": "CRITICAL", "stale": "WARN", "guard": "WARN"}
 FLUSH_EVERY_S = 3.0  # one chunk per entity per flush: fewer chunks, less footer index in memory

@@ -1,8 +1,7 @@
 """One reader per recording format, chosen by name or detected from the directory layout.
 
-``READERS`` maps a format name to ``module:Class`` (imported lazily: a format's heavy library is
-only needed when such a recording is read). Order is the preference when a session directory
-holds several formats: the most exact format first.
+The readers come from the format registry (``reflex/recording/formats.py``), imported lazily; its
+order is the preference when a session directory holds several formats (the most exact first).
 """
 
 from __future__ import annotations
@@ -10,16 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from reflex.config.base import load_object
+from reflex.recording.formats import SPECS
 from reflex.replay.episode import Episode, RecordingError
 from reflex.replay.mapping import DatasetMapping
 from reflex.replay.readers.base import RecordingReader
 
-READERS: dict[str, str] = {
-    "jsonl": "reflex.replay.readers.jsonl:JsonlReader",
-    "mcap": "reflex.replay.readers.mcap:McapReader",
-    "lerobot": "reflex.replay.readers.lerobot:LeRobotReader",
-    "rerun": "reflex.replay.readers.rerun:RerunReader",
-}
+READERS: dict[str, str] = {spec.name: spec.reader for spec in SPECS}
 
 
 def reader_for(name: str) -> RecordingReader:

@@ -16,14 +16,13 @@ from reflex.replay.episode import Episode, EpisodeMeta, RecordedChunk, RecordedS
 from reflex.replay.readers.records import RecordParser, locate_file, note_gaps
 
 SUPPORTED_SCHEMAS = ("reflex.jsonl/1",)
-FILE_NAME = "steps.jsonl"
 
 
 class JsonlReader:
     name = "jsonl"
 
     def locate(self, path: Path) -> Path | None:
-        return locate_file(path, FILE_NAME, "jsonl")
+        return locate_file(path, "jsonl")
 
     def read(self, path: Path, allow_partial: bool, mapping: object = None) -> list[Episode]:
         return [_parse(path, allow_partial)]

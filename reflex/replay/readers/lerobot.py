@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from reflex.recording.formats import spec
 from reflex.replay.episode import Episode, RecordedChunk, RecordedStep, RecordingError
 from reflex.replay.mapping import DatasetMapping
 from reflex.replay.readers.records import RecordParser, decode_image, note_gaps
@@ -35,7 +36,7 @@ class LeRobotReader:
     def locate(self, path: Path) -> Path | None:
         if not path.is_dir():
             return None
-        for candidate in (path, path / "lerobot"):
+        for candidate in (path, path / spec("lerobot").directory):
             if (candidate / INFO).is_file() or (candidate / STATUS).is_file():
                 return candidate
         return None

@@ -23,7 +23,6 @@ from reflex.replay.mapping import DatasetMapping
 from reflex.replay.readers.jsonl import truncated
 from reflex.replay.readers.records import RecordParser, decode_image, locate_file, note_gaps
 
-FILE_NAME = "session.mcap"
 META_ATTACHMENT = "session_meta.json"
 IMAGE_PREFIX = "/camera/"
 IMAGE_SUFFIX = "/image"
@@ -35,7 +34,7 @@ class McapReader:
     name = "mcap"
 
     def locate(self, path: Path) -> Path | None:
-        return locate_file(path, FILE_NAME, "mcap")
+        return locate_file(path, "mcap")
 
     def read(self, path: Path, allow_partial: bool, mapping: DatasetMapping | None = None) -> list[Episode]:
         try:

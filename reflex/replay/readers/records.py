@@ -141,8 +141,12 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
         raise RecordingError(where, f"image is corrupt: {exc}") from None
 
 
-def locate_file(path: Path, file_name: str, format_dir: str) -> Path | None:
-    """A single-file format: the file itself, or ``file_name`` in a session or format directory."""
+def locate_file(path: Path, fmt: str) -> Path | None:
+    """A single-file format: the file itself, or its main file in a session or format directory
+    (names from the format registry)."""
+    from reflex.recording.formats import spec
+
+    file_name, format_dir = spec(fmt).main_file or "", spec(fmt).directory
     if path.is_file():
         return path if path.suffix == Path(file_name).suffix else None
     for candidate in (path / file_name, path / format_dir / file_name):

@@ -21,14 +21,12 @@ from reflex.replay.episode import Episode, RecordedChunk, RecordedStep, Recordin
 from reflex.replay.readers.jsonl import truncated
 from reflex.replay.readers.records import RecordParser, decode_image, locate_file, note_gaps
 
-FILE_NAME = "session.rrd"
-
 
 class RerunReader:
     name = "rerun"
 
     def locate(self, path: Path) -> Path | None:
-        return locate_file(path, FILE_NAME, "rerun")
+        return locate_file(path, "rerun")
 
     def read(self, path: Path, allow_partial: bool, mapping: object = None) -> list[Episode]:
         try:
