@@ -39,11 +39,16 @@ def read_line_with(proc: subprocess.Popen[str], needle: str) -> str:
     raise AssertionError(f"no line with {needle!r} from the session")
 
 
-def entities(path: Path) -> dict[str, int]:
-    """Entity path -> rows holding it, read by Rerun's own reader."""
+def entities(path: Path, complete: bool = True) -> dict[str, int]:
+    """Entity path -> rows holding it, read by Rerun's own reader (``complete``: the file has its footer)."""
+    import warnings
+
     import rerun as rr
 
-    store = rr.chunk.RrdReader(path).store().stream().collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reader = rr.chunk.RrdReader(path)
+        store = reader.store().stream().collect() if complete else reader.stream().collect()
     table = store.reader(index="capture_time", fill_latest_at=False).to_arrow_table()
     out: dict[str, int] = {}
     for name in table.column_names:
@@ -114,3 +119,30 @@ def test_view_value_is_optional_and_checked(tmp_path: Path, monkeypatch: pytest.
                            "--view", "bogus", "--json"], capture_output=True, text=True, env=subprocess_env(),
                           cwd=REPO, timeout=120)
     assert proc.returncode == 2 and "--view" in json.loads(proc.stdout)["errors"][0]
+
+
+def test_view_connects_to_a_running_viewer(tmp_path: Path) -> None:
+    """``--view rerun+http://...``: a Rerun process listening (as ``rerun`` does on 9876) receives it."""
+    from reflex.view.stream import free_port
+
+    port = free_port()
+    saved = tmp_path / "viewer.rrd"
+    viewer = subprocess.Popen([*rerun_exe(), "--port", str(port), "--save", str(saved)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        read_line_with(viewer, "Listening for gRPC connections")  # the viewer is up before the session
+        session = base_session(mode="apply_actions", control_rate_hz=50, max_steps=60,
+                               cameras={"top": {"kind": "sim", "width": 128, "height": 96, "fps": 30}})
+        proc = subprocess.run(
+            [sys.executable, "-m", "reflex", "connect", str(write_session(tmp_path, session)), "--no-record",
+             "--view", f"rerun+http://127.0.0.1:{port}/proxy", "--json"],
+            capture_output=True, text=True, env=subprocess_env(), cwd=REPO, timeout=WAIT_S,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["view"]["view"]["failed"] is None
+    finally:
+        viewer.terminate()  # a viewer outlives the sessions it shows: stop it (its file has no footer then)
+        viewer.wait(timeout=WAIT_S)
+    found = entities(saved, complete=False)
+    for entity in ("/camera/top", "/robot/state", "/action/applied", "/policy/predicted"):
+        assert found.get(entity, 0) > 0, (entity, found)
