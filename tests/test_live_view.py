@@ -39,6 +39,20 @@ def read_line_with(proc: subprocess.Popen[str], needle: str) -> str:
     raise AssertionError(f"no line with {needle!r} from the session")
 
 
+def wait_for_port(port: int, owner: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        assert owner.poll() is None, "the viewer exited"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
 def entities(path: Path, complete: bool = True) -> dict[str, int]:
     """Entity path -> rows holding it, read by Rerun's own reader (``complete``: the file has its footer)."""
     import warnings
@@ -128,9 +142,9 @@ def test_view_connects_to_a_running_viewer(tmp_path: Path) -> None:
     port = free_port()
     saved = tmp_path / "viewer.rrd"
     viewer = subprocess.Popen([*rerun_exe(), "--port", str(port), "--save", str(saved)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        read_line_with(viewer, "Listening for gRPC connections")  # the viewer is up before the session
+        wait_for_port(port, viewer)  # the viewer is up before the session starts
         session = base_session(mode="apply_actions", control_rate_hz=50, max_steps=60,
                                cameras={"top": {"kind": "sim", "width": 128, "height": 96, "fps": 30}})
         proc = subprocess.run(

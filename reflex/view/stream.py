@@ -24,16 +24,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from reflex.ports import ActionChunk, SessionMeta, StepRecord
 from reflex.recording.clock import WallClock
+from reflex.recording.jpeg import encoded_image
 from reflex.recording.rerun_recorder import APPLICATION_ID, RerunRecorder
 
 DEFAULT_PORT = 9876
-CAMERA_MAX_FPS = 15.0  # frames per camera sent to the viewer: enough to watch, light to encode
+VIEW_HZ = 25.0  # steps per second sent to the viewer (joints, actions)
+CAMERA_MAX_FPS = 10.0  # frames per camera sent to the viewer: enough to watch, light to encode
 SERVER_MEMORY = "512MiB"  # what the gRPC server buffers for viewers that connect late
 
 
@@ -86,6 +87,9 @@ class LiveView(RerunRecorder):
         self.url: str | None = None
         self.where = ""  # one sentence for the operator: where the stream goes
         self._last_image: dict[str, float] = {}
+        self._last_step = -1e9
+        self._guard_steps: dict[str, int] = {}
+        self._guard_joints: dict[str, set[str]] = {}
         self._joints: list[str] = []
 
     def start(self) -> str:
@@ -129,14 +133,40 @@ class LiveView(RerunRecorder):
         rec.log("task", rr.TextDocument(meta.task), static=True)
 
     def write_step(self, rec_: StepRecord) -> None:
-        # cameras at a viewer's pace: an unsent frame is simply the next one
+        """At most ``VIEW_HZ`` steps per second: what a person can follow, and little work (this
+        thread shares the interpreter with the control loop). Guard events in between are counted
+        and sent with the next step."""
+        rr, rec = self._rr, self._rec
+        assert rec is not None and self._clock is not None
         now = time.monotonic()
-        frames = {}
+        ns = self._clock.ns
+        for event in rec_.guard_events:
+            self._guard_steps[event.kind] = self._guard_steps.get(event.kind, 0) + 1
+            self._guard_joints.setdefault(event.kind, set()).update(event.joints)
+        if now - self._last_step < 1.0 / VIEW_HZ:
+            return
+        self._last_step = now
+        rec.set_time("step", sequence=rec_.step)
+        if self._guard_steps:  # guard activity since the last step sent, as one event
+            rec.set_time("capture_time", timestamp=np.datetime64(ns(rec_.t_tick), "ns"))
+            text = "; ".join(f"{kind} on {n} step(s): {', '.join(sorted(self._guard_joints[kind]))}"
+                             for kind, n in self._guard_steps.items())
+            rec.log("events", rr.TextLog(f"guard {text}", level="WARN"))
+            self._guard_steps, self._guard_joints = {}, {}
         for cam, frame in rec_.frames.items():
-            if now - self._last_image.get(cam, -1e9) >= 1.0 / CAMERA_MAX_FPS:
+            if cam in self._cameras and now - self._last_image.get(cam, -1e9) >= 1.0 / CAMERA_MAX_FPS:
                 self._last_image[cam] = now
-                frames[cam] = frame
-        super().write_step(_with_frames(rec_, frames))
+                rec.set_time("capture_time", timestamp=np.datetime64(ns(frame.t_capture), "ns"))
+                data, fmt = encoded_image(frame, "lossy")
+                rec.log(f"camera/{cam}", rr.EncodedImage(contents=data, media_type=f"image/{fmt}"))
+                self.counts["images"] += 1
+        rec.set_time("capture_time", timestamp=np.datetime64(ns(rec_.state.t_capture), "ns"))
+        rec.log("robot/state", rr.Scalars(np.asarray(rec_.state.position, dtype=np.float64)))
+        if rec_.action is not None:
+            rec.set_time("capture_time", timestamp=np.datetime64(ns(rec_.t_tick), "ns"))
+            entity = "action/applied" if rec_.applied else "action/not_applied"
+            rec.log(entity, rr.Scalars(np.asarray(rec_.action, dtype=np.float64)))
+        self.counts["steps"] += 1
 
     def write_chunk(self, chunk: ActionChunk) -> None:
         """The chunk's predicted trajectory, each action at the time it is meant for."""
@@ -164,12 +194,6 @@ class LiveView(RerunRecorder):
             return
         rec.flush(timeout_sec=2.0)
         rec.disconnect()
-
-
-def _with_frames(rec: StepRecord, frames: dict[str, Any]) -> StepRecord:
-    from dataclasses import replace
-
-    return replace(rec, frames=frames)
 
 
 def view_sink(value: str) -> LiveView:
