@@ -131,6 +131,8 @@ class LiveView(RerunRecorder):
         rec.log("session", rr.AnyValues(session_id=meta.session_id, mode=meta.mode, task=meta.task,
                                         control_rate_hz=float(meta.control_rate_hz)), static=True)
         rec.log("task", rr.TextDocument(meta.task), static=True)
+        rec.log("session/status", rr.TextDocument(f"running: {meta.mode} at {meta.control_rate_hz:g} Hz"),
+                static=True)
 
     def write_step(self, rec_: StepRecord) -> None:
         """At most ``VIEW_HZ`` steps per second: what a person can follow, and little work (this
@@ -192,6 +194,7 @@ class LiveView(RerunRecorder):
         rec, self._rec = self._rec, None
         if rec is None:
             return
+        rec.log("session/status", self._rr.TextDocument("ended"), static=True)
         rec.flush(timeout_sec=2.0)
         rec.disconnect()
 
