@@ -21,7 +21,16 @@ def serve(
         help="Environment variable holding the API key every endpoint requires (unset: no key).",
     ),
     max_request_mb: float = typer.Option(32.0, "--max-request-mb", help="Largest request body accepted."),
-    max_concurrent: int = typer.Option(4, "--max-concurrent", help="Requests in flight before 429."),
+    max_concurrent: int | None = typer.Option(
+        None, "--max-concurrent",
+        help="Requests admitted (queued + computing) before 429; default 4, or 2 x --max-batch when batching.",
+    ),
+    max_batch: int = typer.Option(
+        1, "--max-batch", help="Group up to this many concurrent requests (robots) into one inference call."
+    ),
+    max_wait_ms: float = typer.Option(
+        2.0, "--max-wait-ms", help="How long a batch waits for more requests after its first one (batching only)."
+    ),
     providers: str | None = typer.Option(None, "--providers", help="Execution providers, best first: cuda,cpu."),
     strict_providers: bool = typer.Option(False, "--strict-providers", help="Fail if a provider is missing."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of the policy noise (default: the export's)."),
@@ -54,6 +63,11 @@ def serve(
     from reflex.serve.options import ServeOptions
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    if max_batch < 1 or not 0 <= max_wait_ms <= 1000:
+        typer.echo("reflex serve: --max-batch must be >= 1 and --max-wait-ms in [0, 1000]", err=True)
+        raise typer.Exit(2)
+    if max_concurrent is None:
+        max_concurrent = max(4, 2 * max_batch) if max_batch > 1 else 4
     if max_concurrent < 1 or not 0 < max_request_mb <= 4096 or max_image_pixels < 1 or max_peers_per_client < 1 \
             or not 0 < peer_connect_timeout <= 600:
         typer.echo("reflex serve: --max-concurrent, --max-image-pixels and --max-peers-per-client must be >= 1, "
@@ -83,7 +97,9 @@ def serve(
     def loader() -> tuple[object, object]:
         return load_onnx_export(export, provider_list, strict_providers, seed, threads)
 
-    policy_host = PolicyHost(loader, max_concurrent=max_concurrent, warmup=warmup)  # type: ignore[arg-type]
+    policy_host = PolicyHost(
+        loader, max_concurrent=max_concurrent, warmup=warmup, max_batch=max_batch, max_wait_ms=max_wait_ms  # type: ignore[arg-type]
+    )
     try:
         state = run_server(
             policy_host,

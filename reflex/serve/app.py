@@ -96,6 +96,7 @@ def run_server(
         finally:
             watcher.cancel()
             await runner.cleanup()
+            await host.aclose()
             host.close()
 
     asyncio.run(main())

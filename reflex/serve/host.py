@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from reflex.serve.batcher import Batcher
 from reflex.serve.model import ModelInfo, PolicyLike
 from reflex.serve.request import ActRequest, RequestError
 
@@ -30,11 +31,22 @@ INLINE_BELOW_MS = 1.0
 
 
 class PolicyHost:
-    def __init__(self, loader: Loader, max_concurrent: int = 4, warmup: bool = True) -> None:
-        if max_concurrent < 1:
-            raise ValueError("max_concurrent must be >= 1")
+    def __init__(
+        self,
+        loader: Loader,
+        max_concurrent: int = 4,
+        warmup: bool = True,
+        max_batch: int = 1,
+        max_wait_ms: float = 2.0,
+    ) -> None:
+        if max_concurrent < 1 or max_batch < 1 or max_wait_ms < 0:
+            raise ValueError("max_concurrent and max_batch must be >= 1, max_wait_ms >= 0")
         self._loader = loader
-        self.max_concurrent = max_concurrent
+        self.max_concurrent = max_concurrent  # admitted requests (queued + computing); more get 429
+        self.max_batch = max_batch  # 1: every request is its own inference call
+        self.max_wait_ms = max_wait_ms
+        self.batcher: Batcher | None = None
+        self.on_batch: Callable[[int], None] | None = None  # each batch's size (metrics)
         self.warmup = warmup
         self.state = "loading"
         self.error: str | None = None
@@ -42,6 +54,7 @@ class PolicyHost:
         self.policy: PolicyLike | None = None
         self.in_flight = 0
         self.served = 0
+        self.refused = 0  # 429s: requests turned away because the queue was full
         self.infer_ms_avg: float | None = None  # moving average, decides inline vs thread
         self.t_start = time.monotonic()
         # ONNX sessions run one call at a time; a single worker keeps calls ordered and the
@@ -79,6 +92,11 @@ class PolicyHost:
             log.error("model failed to load: %s", self.error)
             log.debug("%s", traceback.format_exc())
 
+    async def aclose(self) -> None:
+        """Stop the batch worker (queued requests get 503); call on the server's loop."""
+        if self.batcher is not None:
+            await self.batcher.close()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -97,9 +115,12 @@ class PolicyHost:
         """Run one request; raises RequestError 429 when ``max_concurrent`` are in flight."""
         self.require_ready()
         if self.in_flight >= self.max_concurrent:
+            self.refused += 1
             raise RequestError(
                 429, "overloaded", f"{self.in_flight} requests in flight (max_concurrent {self.max_concurrent})"
             )
+        if self.max_batch > 1:
+            return await self._infer_batched(req)
         inline = self.in_flight == 0 and self.infer_ms_avg is not None and self.infer_ms_avg < INLINE_BELOW_MS
         self.in_flight += 1
         t_submit = time.perf_counter()
@@ -120,7 +141,22 @@ class PolicyHost:
         infer_ms = (t_end - t_start) * 1e3
         avg = self.infer_ms_avg
         self.infer_ms_avg = infer_ms if avg is None else 0.8 * avg + 0.2 * infer_ms
-        return actions, {"queue_ms": (t_start - t_submit) * 1e3, "infer_ms": infer_ms}
+        if self.on_batch is not None:
+            self.on_batch(1)
+        return actions, {"queue_ms": (t_start - t_submit) * 1e3, "infer_ms": infer_ms, "batch_size": 1.0}
+
+    async def _infer_batched(self, req: ActRequest) -> tuple[np.ndarray, dict[str, float]]:
+        if self.batcher is None:
+            self.batcher = Batcher(
+                self.policy, self._pool, self.max_batch, self.max_wait_ms, self.max_concurrent, self.on_batch
+            )
+        self.in_flight += 1
+        try:
+            actions, timing = await self.batcher.submit(req)
+        finally:
+            self.in_flight -= 1
+        self.served += 1
+        return actions, timing
 
     def _predict(self, req: ActRequest) -> tuple[np.ndarray, float, float]:
         assert self.policy is not None
@@ -137,7 +173,10 @@ class PolicyHost:
             "providers": list(self.info.providers) if self.info else [],
             "in_flight": self.in_flight,
             "max_concurrent": self.max_concurrent,
+            "max_batch": self.max_batch,
+            "queue_depth": self.batcher.depth if self.batcher is not None else 0,
             "served": self.served,
+            "refused": self.refused,
             "uptime_s": round(time.monotonic() - self.t_start, 3),
         }
 
