@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from reflex.serve import http_api, openpi_ws, webrtc_api
+from reflex.serve import http_api, metrics, openpi_ws, webrtc_api
 from reflex.serve.host import PolicyHost
 from reflex.serve.http_api import HOST_KEY, OPTIONS_KEY
 from reflex.serve.options import ServeOptions
@@ -21,7 +21,7 @@ log = logging.getLogger("reflex.serve")
 
 def create_app(host: PolicyHost, options: ServeOptions) -> web.Application:
     app = web.Application(
-        middlewares=[http_api.guard_middleware], client_max_size=options.max_request_bytes
+        middlewares=[metrics.metrics_middleware, http_api.guard_middleware], client_max_size=options.max_request_bytes
     )
     app[HOST_KEY] = host
     app[OPTIONS_KEY] = options
@@ -33,6 +33,14 @@ def create_app(host: PolicyHost, options: ServeOptions) -> web.Application:
     app.router.add_get("/healthz", http_api.healthz)
     app.router.add_get("/", openpi_ws.root)
     app.router.add_get("/ws", openpi_ws.websocket)
+    app.router.add_get("/metrics", metrics.metrics_endpoint)
+    if metrics.metrics_available():
+        sockets, peers = app[openpi_ws.SOCKETS_KEY], app[webrtc_api.PEERS_KEY]
+        app[metrics.METRICS_KEY] = host.observer = metrics.ServeMetrics(
+            state=lambda: host.state,
+            robots=lambda: {"websocket": len(sockets.open), "webrtc": len(peers.open)},
+            queue_depth=lambda: host.batcher.depth if host.batcher is not None else 0,
+        )
     if options.webrtc:
         if webrtc_api.webrtc_available():
             from reflex.wire.ice import default_ice_addresses, pin_host_addresses
@@ -104,7 +112,7 @@ def run_server(
 
 
 def endpoints(options: ServeOptions) -> list[str]:
-    out = ["POST /act", "GET /health", "GET /healthz", "WebSocket / (openpi protocol)"]
+    out = ["POST /act", "GET /health", "GET /healthz", "GET /metrics", "WebSocket / (openpi protocol)"]
     if options.webrtc:
         out.append("POST /webrtc/offer")
     return out

@@ -14,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -25,6 +25,13 @@ from reflex.serve.request import ActRequest, RequestError
 log = logging.getLogger("reflex.serve")
 
 Loader = Callable[[], tuple[PolicyLike, ModelInfo]]
+
+
+class InferenceObserver(Protocol):
+    def on_batch(self, size: int) -> None: ...
+
+    def on_request(self, queue_ms: float, infer_ms: float) -> None: ...
+
 # A policy whose calls average under this runs on the event loop itself: handing it to the
 # inference thread and back would cost more than the call (two thread switches under the GIL).
 INLINE_BELOW_MS = 1.0
@@ -46,7 +53,7 @@ class PolicyHost:
         self.max_batch = max_batch  # 1: every request is its own inference call
         self.max_wait_ms = max_wait_ms
         self.batcher: Batcher | None = None
-        self.on_batch: Callable[[int], None] | None = None  # each batch's size (metrics)
+        self.observer: InferenceObserver | None = None  # metrics
         self.warmup = warmup
         self.state = "loading"
         self.error: str | None = None
@@ -141,14 +148,15 @@ class PolicyHost:
         infer_ms = (t_end - t_start) * 1e3
         avg = self.infer_ms_avg
         self.infer_ms_avg = infer_ms if avg is None else 0.8 * avg + 0.2 * infer_ms
-        if self.on_batch is not None:
-            self.on_batch(1)
-        return actions, {"queue_ms": (t_start - t_submit) * 1e3, "infer_ms": infer_ms, "batch_size": 1.0}
+        timing = {"queue_ms": (t_start - t_submit) * 1e3, "infer_ms": infer_ms, "batch_size": 1.0}
+        self._on_batch(1)
+        self._observe(timing)
+        return actions, timing
 
     async def _infer_batched(self, req: ActRequest) -> tuple[np.ndarray, dict[str, float]]:
         if self.batcher is None:
             self.batcher = Batcher(
-                self.policy, self._pool, self.max_batch, self.max_wait_ms, self.max_concurrent, self.on_batch
+                self.policy, self._pool, self.max_batch, self.max_wait_ms, self.max_concurrent, self._on_batch
             )
         self.in_flight += 1
         try:
@@ -156,7 +164,16 @@ class PolicyHost:
         finally:
             self.in_flight -= 1
         self.served += 1
+        self._observe(timing)
         return actions, timing
+
+    def _on_batch(self, size: int) -> None:
+        if self.observer is not None:
+            self.observer.on_batch(size)
+
+    def _observe(self, timing: dict[str, float]) -> None:
+        if self.observer is not None:
+            self.observer.on_request(timing["queue_ms"], timing["infer_ms"])
 
     def _predict(self, req: ActRequest) -> tuple[np.ndarray, float, float]:
         assert self.policy is not None

@@ -12,6 +12,7 @@ from aiohttp import web
 from reflex import __version__
 from reflex.serve.auth import check_key
 from reflex.serve.host import PolicyHost
+from reflex.serve.metrics import ERROR_CODE_KEY
 from reflex.serve.options import ServeOptions
 from reflex.serve.request import RequestError, decode_json_body, parse_act_request
 from reflex.serve.response import build_response, error_body, server_timing_header, to_json_ready
@@ -31,7 +32,9 @@ def json_error(err: RequestError) -> web.Response:
         headers["WWW-Authenticate"] = 'Bearer realm="reflex"'
     elif err.status in (429, 503):
         headers["Retry-After"] = "1"
-    return web.json_response(error_body(err), status=err.status, headers=headers)
+    response = web.json_response(error_body(err), status=err.status, headers=headers)
+    response[ERROR_CODE_KEY] = err.code  # for the metrics middleware
+    return response
 
 
 @web.middleware
@@ -65,6 +68,9 @@ async def act(request: web.Request) -> web.Response:
     payload = _decode_body(body, ctype)
     req = parse_act_request(payload, info, options.resize_images, options.max_image_pixels)
     decode_ms = (time.perf_counter() - t_received) * 1e3
+    if req.request_id is None:  # every answer carries an id; the robot records it with the chunk
+        req.request_id = request.get("request_id")
+    request["request_id"] = req.request_id
     actions, timing = await host.infer(req)
     response = build_response(info, req, actions, timing, t_received, decode_ms)
     headers = {"Server-Timing": server_timing_header(response)}

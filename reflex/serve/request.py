@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,11 @@ class ActRequest:
     task: str
     step: int
     request_id: str | None
+
+
+def new_request_id() -> str:
+    """The id of a response whose request brought none (clients log it with the chunk)."""
+    return uuid.uuid4().hex
 
 
 def _invalid(field: str, message: str) -> RequestError:

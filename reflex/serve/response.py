@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from reflex.serve.model import ModelInfo
-from reflex.serve.request import ActRequest, RequestError, finite_ms
+from reflex.serve.request import ActRequest, RequestError, finite_ms, new_request_id
 
 
 def build_response(
@@ -38,7 +38,7 @@ def build_response(
         "model": info.name,
         "model_hash": info.model_hash,
         "step": req.step,
-        "request_id": req.request_id,
+        "request_id": req.request_id or new_request_id(),
         "server_timing": server_timing,
         "policy_timing": {"infer_ms": server_timing["infer_ms"]},  # openpi's key
     }

@@ -97,7 +97,10 @@ class Health(_Strict):
     providers: list[str]
     in_flight: int
     max_concurrent: int
+    max_batch: int = Field(description="Requests per batched inference call at most (1: no batching).")
+    queue_depth: int = Field(description="Requests waiting for the model (batching only).")
     served: int
+    refused: int = Field(description="Requests refused with 429 because the queue was full.")
     uptime_s: float
     version: str
     transports: dict[str, str]
