@@ -125,12 +125,17 @@ def render_result(payload: dict[str, Any], stream: TextIO | None = None) -> None
     for failure in payload.get("safeStopFailures") or []:
         out.row("SAFE STOP", f"FAILED: {failure}; check the robot", "bad")
     if payload.get("safeStops"):
-        out.row("safe stops", str(payload["safeStops"]), "bad")
+        out.row("safe stop", f"{payload['safeStops']} (the robot was stopped safely)", "bad")
     _target(out, payload.get("target") or {}, payload)
     if steps:
         _loop(out, payload, steps)
     _cameras(out, payload.get("cameras") or {})
     _recording(out, payload.get("recording"))
+    for name, view in (payload.get("view") or {}).items():
+        text = f"{name}: {view.get('sent', 0)} steps sent to the viewer, {view.get('dropped', 0)} dropped"
+        if view.get("failed"):
+            text += f"; stopped: {view['failed']}"
+        out.row("live view", text, "warn" if view.get("failed") or view.get("dropped") else None)
 
 
 def _target(out: Writer, target: dict[str, Any], payload: dict[str, Any]) -> None:
@@ -188,7 +193,8 @@ def _loop(out: Writer, payload: dict[str, Any], steps: int) -> None:
     if chunks.get("received") is not None:
         text_c = f"{plural(int(chunks['received']), 'chunk')} received"
         if chunks.get("skippedActions"):
-            text_c += f", {chunks['skippedActions']} actions skipped (their time passed during inference)"
+            skipped = plural(int(chunks["skippedActions"]), "action")
+            text_c += f", {skipped} skipped (their time passed during inference)"
         out.row("chunks", text_c)
     _seams(out, payload.get("seams") or {})
 
