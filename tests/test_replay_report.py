@@ -69,3 +69,19 @@ def test_windows_are_capped_and_grow_instead(tmp_path: Path) -> None:
     spans = windows(report.results[0], window_s=0.01)
     assert len(spans) == MAX_WINDOWS
     assert spans[-1][1] > 0.01 * MAX_WINDOWS
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    from test_live_status import run_on_pty
+
+    code, out = run_on_pty(["replay", "recordings/sim_demo", "--no-batch", "--plots", str(tmp_path / "p")])
+    assert code == 0, out
+    assert "replaying recordings/sim_demo" in out and "plotting" in out and "3/3" in out
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    piped = subprocess.run([sys.executable, "-m", "reflex", "replay", "recordings/sim_demo", "--plots",
+                            str(tmp_path / "q")], capture_output=True, text=True, cwd=REPO, env=subprocess_env())
+    assert piped.returncode == 0 and "replaying" not in piped.stderr and "plotting" not in piped.stderr
