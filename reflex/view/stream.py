@@ -187,8 +187,7 @@ class LiveView(RerunRecorder):
         self.counts["chunks"] += 1
 
     def flush(self) -> None:
-        if self._rec is not None:
-            self._rec.flush(timeout_sec=1.0)
+        """Nothing to do: Rerun's batcher sends on its own; waiting here would only hold this thread."""
 
     def close(self) -> None:
         rec, self._rec = self._rec, None
