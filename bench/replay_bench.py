@@ -116,8 +116,10 @@ def main() -> None:
         if args.foreign:
             runs += [(f"foreign {kind}", path, None) for kind, path in foreign(Path(tmp) / "foreign",
                                                                                args.seconds).items()]
+        baseline: float | None = None  # the first Reflex recording's batched real-time factor
         for name, path, fmt in runs:
             batched = measure(path, fmt, True, args.repeats)
+            baseline = baseline or batched["rt_factor"]
             single = measure(path, fmt, False, args.repeats)
             label = fmt or "open loop vs demonstration"
             print(f"\n[{name} / {label}] {batched['steps']} steps, {batched['chunks']} chunks, "
@@ -128,6 +130,7 @@ def main() -> None:
                       f"{m['rt_factor']:7.1f}x real time  (observations {m['observe_ms']:.1f} ms, "
                       f"inference {m['infer_ms']:.1f} ms)")
             print(f"  batched / unbatched speed: {single['median_s'] / batched['median_s']:.2f}x; "
+                  f"vs the first scenario (same run): {batched['rt_factor'] / baseline:.2f}x; "
                   f"target >= 10x real time: {'PASS' if batched['rt_factor'] >= 10 else 'FAIL'}")
 
 

@@ -178,11 +178,14 @@ def _joint_figure(
     state = np.stack([s.state for s in ep.steps]) if ep.steps else np.zeros((0, len(names)))
     t_state, state = _decimate(*_in_span(t_state, state, span))
     errors = result.chunk_errors
+    # a dataset Reflex did not record: the blue line is what the demonstrator did next
+    rec_label, rep_label = ("demonstrated actions", "policy chunks") if ep.foreign else (
+        "recorded chunks", "replayed chunks")
     for j, name in enumerate(names):
         ax = axes[j // COLUMNS][j % COLUMNS]
         ax.plot(t_state, state[:, j], color="0.7", linewidth=1.0, label="measured")
-        ax.plot(x_rec, y_rec[:, j], color="tab:blue", linewidth=1.4, label="recorded chunks")
-        ax.plot(x_rep, y_rep[:, j], color="tab:orange", linewidth=1.2, linestyle="--", label="replayed chunks")
+        ax.plot(x_rec, y_rec[:, j], color="tab:blue", linewidth=1.4, label=rec_label)
+        ax.plot(x_rep, y_rep[:, j], color="tab:orange", linewidth=1.2, linestyle="--", label=rep_label)
         title = name if errors is None else f"{name}  max|Δ| {errors.per_joint[j].max_abs:.3g}"
         if layout is not None:
             _draw_limits(ax, float(layout.lower[j]), float(layout.upper[j]))
@@ -196,7 +199,7 @@ def _joint_figure(
         axes[k // COLUMNS][k % COLUMNS].axis("off")
     axes[0][0].legend(fontsize=7, loc="best")
     where = "" if part[1] == 1 else f" — part {part[0]} of {part[1]}, {span[0]:.1f}–{span[1]:.1f} s"
-    fig.suptitle(f"{ep.meta.session_id or ep.source.name}: recorded vs replayed chunks (x: s){where}", fontsize=11)
+    fig.suptitle(f"{ep.meta.session_id or ep.source.name}: {rec_label} vs {rep_label} (x: s){where}", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
