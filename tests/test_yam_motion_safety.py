@@ -444,3 +444,68 @@ def test_ctrl_c_during_gripper_calibration_reports_powered_motors_and_one_safe_s
         assert kinds.count("enable") == 7 and "disable" in kinds
         assert all(not m.enabled for m in buses.sims[side].motors.values())
         assert first_stop_frame(frames[side], after=t_signal[0]) - t_signal[0] <= PERIOD
+
+
+def test_second_ctrl_c_during_homing_in_a_session_is_reported_stage_accurately(tmp_path: Path) -> None:
+    """First Ctrl-C: clean stop, homing starts. Second Ctrl-C while homing: the arms stop on
+    their own next bus cycle, the result says so (forced exit, one safe stop, the homing named)."""
+    import os
+    import signal
+
+    from conftest import write_session
+
+    from reflex.runtime.session import run_session_file
+
+    name = "ms-home2"
+    buses = Buses(name)
+    home = [-1.0, 0.3, 0.3, 0.0, 0.0, 0.0, 1.0]
+    session = {
+        "mode": "apply_actions",
+        "control_rate_hz": RATE_HZ,
+        "max_steps": 0,
+        "target": {"kind": "local", "export": "builtin:demo_state_only"},
+        "hardware": {"kind": "yam_bimanual", "config": {
+            "left": {"channel": f"sim:{name}-left", "gripper_limits": [0.0, -6.57]},
+            "right": {"channel": f"sim:{name}-right", "gripper_limits": [0.0, -6.57]},
+            "home_pose": home * 2, "home_speed": 0.3,
+        }},
+        "safety": {"home_on_stop": True},
+        "record": {"enabled": False},
+    }
+    t_signals: list[float] = []
+
+    def left_joint1() -> float | None:
+        recent = [f for f in list(buses.captures["left"].frames)[-60:] if f.arbitration_id == 1]
+        recent = [f for f in recent if classify(1, f.data) == "mit"]
+        return unpack_mit(recent[-1].data, TYPES[0]).position if recent else None
+
+    def two_ctrl_c() -> None:
+        deadline = time.monotonic() + 60
+        while len(mit(list(buses.captures["left"].frames), 2)) < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the policy is driving the arms
+        t_signals.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+        while ((q := left_joint1()) is None or q > -0.3) and time.monotonic() < deadline:
+            time.sleep(0.01)  # homing is under way, a third of the way to joint1's home
+        t_signals.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=two_ctrl_c, daemon=True)
+    watcher.start()
+    try:
+        result = run_session_file(write_session(tmp_path, session)).to_json()
+    finally:
+        watcher.join(5)
+        frames = buses.close()
+    assert len(t_signals) == 2
+    assert result["ok"] is False and result["exitCode"] == 130 and result["stopReason"] == "forced_exit"
+    assert result["safeStops"] == 1 and not result["safeStopFailures"]
+    assert any("homing stopped" in e and "interrupted" in e for e in result["errors"])
+    t_second = t_signals[1]
+    for side in ("left", "right"):
+        homing_after = [t for t, _, kp in mit(frames[side], 1) if t > t_second and kp > NOMINAL_KP[0] - 0.2]
+        assert len(homing_after) <= 1, f"{side}: {len(homing_after)} homing frames after the second Ctrl-C"
+        assert first_stop_frame(frames[side], after=t_second) - t_second <= PERIOD
+        assert all(not m.enabled for m in buses.sims[side].motors.values())
+    last_commanded = [p for _, p, kp in mit(frames["left"], 1) if kp > NOMINAL_KP[0] - 0.2][-1]
+    assert last_commanded > -0.95, "homing was cut short, not finished"
