@@ -145,16 +145,18 @@ class Wire:
                     self.last_register.pop(i, None)
         return got
 
-    def send(self, arbitration_id: int, data: bytes) -> None:
+    def send(self, arbitration_id: int, data: bytes) -> bool:
+        """Put one frame on the bus; False if the bus refused it (counted and remembered)."""
         try:
             self.bus.send(can.Message(arbitration_id=arbitration_id, data=data, is_extended_id=False))
         except can.CanError as exc:
-            self.stats.send_errors += 1  # counted; the missing reply is retried like a lost one
+            self.stats.send_errors += 1
             self.bus_error = f"{type(exc).__name__}: {exc}"
-            return
+            return False
         self.stats.frames_tx += 1
         self.bus_error = None
         self.last_tx_ok = time.monotonic()
+        return True
 
     def recv_any(self, timeout: float) -> can.Message | None:
         return self.bus.recv(timeout=timeout)
@@ -171,8 +173,9 @@ class Wire:
         for req in reqs:
             pending[req.index] = req
             attempts[req.index] = 0
-            self.send(req.arbitration_id, req.data)
-            deadline[req.index] = time.monotonic() + in_flight + timeout
+            sent = self.send(req.arbitration_id, req.data)
+            # a refused frame never reached the wire: nothing to wait for, retry it at once
+            deadline[req.index] = time.monotonic() + (in_flight + timeout if sent else 0.0)
         while pending:
             wait = min(deadline[i] for i in pending) - time.monotonic()
             msg = self.bus.recv(timeout=max(0.0, wait))
@@ -184,8 +187,8 @@ class Wire:
                 if attempts[i] < retries and (i not in got or pending[i].want_status is not None):
                     attempts[i] += 1
                     self.stats.retries += 1
-                    self.send(pending[i].arbitration_id, pending[i].data)
-                    deadline[i] = time.monotonic() + 2 * t.frame_s + timeout
+                    sent = self.send(pending[i].arbitration_id, pending[i].data)
+                    deadline[i] = time.monotonic() + (2 * t.frame_s + timeout if sent else 0.0)
                 else:
                     del pending[i]
         return got
