@@ -27,6 +27,7 @@ IMAGE_SCHEMAS = ("foxglove.CompressedImage", "foxglove.RawImage")
 PREFETCH_NS = 2_000_000_000
 CAMERA_NOISE = {"camera", "cameras", "image", "images", "image_raw", "compressed"}
 MAX_JOINTS = 4096
+MAX_MESSAGES = 2_000_000  # JointStates + image messages kept in the index (hours at 100 Hz)
 
 
 def read_foreign_mcap(path: Path, mapping: DatasetMapping | None) -> Episode:
@@ -57,6 +58,7 @@ class _ForeignMcap:
 
         schemas: dict[int, str] = {}
         channels: dict[int, str] = {}
+        count = 0
         try:
             with self.path.open("rb") as fh:
                 for record in StreamReader(fh).records:
@@ -68,6 +70,11 @@ class _ForeignMcap:
                     elif isinstance(record, Message):
                         topic = channels.get(record.channel_id, "")
                         schema = self.topics.get(topic, "")
+                        if schema == JOINT_STATES or schema in IMAGE_SCHEMAS:
+                            count += 1
+                            if count > MAX_MESSAGES:
+                                raise RecordingError(str(self.path), f"more than {MAX_MESSAGES} joint and image "
+                                                     "messages: split the log (mcap filter) and evaluate the parts")
                         if schema == JOINT_STATES:
                             msg = JointStates()
                             msg.ParseFromString(record.data)
