@@ -141,3 +141,14 @@ def test_policy_refuses_unknown_noise_shape_and_reads_declared_one(tmp_path: Pat
     a = policy.predict_batch(state[None], {"top": image[None]}, [0], noise=given)
     b = policy.predict_batch(state[None], {"top": image[None]}, [99], noise=given)
     assert np.array_equal(a, b)  # explicit noise replaces the (seed, step) noise
+
+
+def test_make_demo_session_never_clamps(tmp_path: Path) -> None:
+    """configs/sim_demo.yaml (what `make demo` runs): the bundled demo stays inside the limits and
+    within max_delta of the measured pose, so the guard changes nothing."""
+    from conftest import REPO
+
+    result = run_session_file(REPO / "configs" / "sim_demo.yaml", no_record=True)
+    out = result.to_json()
+    assert out["ok"] and out["appliedSteps"] == 250
+    assert out["guard"] == {"clampLimitSteps": 0, "clampDeltaSteps": 0}

@@ -42,6 +42,8 @@ COMMANDS: dict[str, str] = {
     "schema": "reflex.cli.schema:schema",
     "serve": "reflex.cli.serve:serve",
     "replay": "reflex.cli.replay:replay",
+    "export": "reflex.cli.export:export",
+    "validate": "reflex.cli.export:validate",
 }
 
 # the type label typer would show as "<label>" -> what a person reads in the help

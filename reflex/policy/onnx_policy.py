@@ -109,7 +109,13 @@ class OnnxPolicy:
         plans being executed, for a model with prefix inputs (None: no plan yet).
         """
         feeds = self.feeds(states, images, steps, tasks, noise, prefixes)
-        (out,) = self.session.run([self.manifest.output], feeds)
+        batch = len(steps)
+        if self._fixed_batch_one and batch > 1:  # a graph exported for one observation at a time
+            outs = [self.session.run([self.manifest.output], {k: v[i : i + 1] for k, v in feeds.items()})[0]
+                    for i in range(batch)]
+            out = np.concatenate(outs)
+        else:
+            (out,) = self.session.run([self.manifest.output], feeds)
         chunk = np.asarray(out, dtype=np.float64)
         if self._action_norm is not None:
             chunk = self._action_norm.unnormalise(chunk)
@@ -267,6 +273,7 @@ class OnnxPolicy:
     def _check_graph(self) -> None:
         m = self.manifest
         graph_inputs = {i.name for i in self.session.get_inputs()}
+        self._fixed_batch_one = all(i.shape and i.shape[0] == 1 for i in self.session.get_inputs())
         declared = {i.name for i in m.inputs}
         if graph_inputs != declared:
             raise ValueError(

@@ -148,6 +148,7 @@ class ReplayTarget:
             states = np.stack([obs.state.position for obs in observations])
             images = {k: np.stack([obs.images[k].image for obs in observations]) for k in keys}
             chunks = policy.predict_batch(states, images, [obs.step for obs in observations],
+                                          [obs.task for obs in observations],
                                           prefixes=[obs.prefix for obs in observations])
             return [np.asarray(c, dtype=np.float64) for c in chunks]
         infer_batch = getattr(self.target, "infer_batch", None)

@@ -67,10 +67,14 @@ class InferenceWorker:
             time.sleep(0.001)
         return None
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop taking requests and wait (bounded) for one still in flight: a process must not
+        exit, nor the target close, while native inference code runs on this thread."""
         with self._lock:
             self._closed = True
             self._wake.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
