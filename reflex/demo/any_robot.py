@@ -30,7 +30,7 @@ CHUNK = 50
 OMEGA = 2 * np.pi / 6.0  # one turn in 6 s at mid brightness
 RADIUS = 0.6  # of a quarter range
 KAPPA = 1.0  # pull towards the circle
-NOISE_SCALE = 1e-3
+NOISE_SCALE = 1e-4  # normalised: well under 1e-3 rad, enough that replay must reproduce the seed
 LIMIT_MARGIN = 1e-4  # of the range: actions stay strictly inside the limits
 OPSET = 18
 FIXTURES = 5
@@ -281,7 +281,7 @@ def build_demo_export(
     step_cap = float(np.min(max_delta)) if isinstance(max_delta, (list, tuple)) else float(max_delta)
     spec = DemoSpec(
         robot["names"], robot["lower"], robot["upper"], camera=camera, action_dt=dt,
-        max_speed=0.2 * step_cap / dt, units=robot["units"], grippers=robot["grippers"], seed=seed,
+        max_speed=0.1 * step_cap / dt, units=robot["units"], grippers=robot["grippers"], seed=seed,
         name=name or "reflex-demo-any-robot",
         description="Smoke-test policy (not trained) fitted to a robot by `reflex export demo --like`.",
     )

@@ -3,7 +3,7 @@
 The demo policy is a smoke test, NOT a trained model: the any-robot demo graph
 (``reflex/demo/any_robot.py``) fitted to the simulated YAM bimanual robot. Its joints circle
 smoothly around mid-range (arm joints paired j1/j2, j3/j4, j5/j6, the two grippers paired), at
-most 0.5 rad/s (or gripper units/s) and always inside the joint limits, so a ``make demo`` session
+most 0.25 rad/s (or gripper units/s) and always inside the joint limits, so a ``make demo`` session
 shows the guard clamping nothing. The ``top`` camera's brightness sets the speed; a seeded noise
 input adds a tiny term. ``demo_state_only`` is the same without the image (for robots with no
 camera, e.g. simulated YAM arms on a CAN bus).
@@ -20,7 +20,7 @@ from reflex.demo.any_robot import DemoSpec, build
 from reflex.hardware.yam_layout import yam_bimanual_layout
 
 DT = 0.02
-MAX_SPEED = 0.5  # rad/s: 0.01 rad per 50 Hz step, well inside the demo session's max_delta of 0.05
+MAX_SPEED = 0.25  # rad/s: 0.005 rad per 50 Hz step, a tenth of the demo session's max_delta of 0.05
 IMAGE_H, IMAGE_W = 96, 128
 PAIRS = ((0, 1), (2, 3), (4, 5), (7, 8), (9, 10), (11, 12), (6, 13))
 SEED = 7
