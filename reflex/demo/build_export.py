@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from reflex.demo.any_robot import DemoSpec, build
 from reflex.hardware.yam_layout import yam_bimanual_layout
@@ -46,6 +49,58 @@ def yam_demo_spec(with_camera: bool) -> DemoSpec:
 def build_demo(out_dir: Path, with_camera: bool = True) -> Path:
     build(yam_demo_spec(with_camera), out_dir)
     return out_dir
+
+
+# -- shared with the flow-matching demo (build_flow_export.py): its chunk, its spiral speed (one
+# turn in 4 s), the YAM pairing and the YAM fields of its manifest ---------------------------------
+CHUNK = 50
+OMEGA = 2 * np.pi / 4.0
+OPSET = 18
+
+
+def _matrices(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rot, pair_sum) of the YAM pairs: ``(s @ rot)_i = -s_j``, ``(s @ rot)_j = s_i``."""
+    rot = np.zeros((dim, dim), dtype=np.float32)
+    pair_sum = np.zeros((dim, dim), dtype=np.float32)
+    for i, j in PAIRS:
+        rot[j, i], rot[i, j] = -1.0, 1.0
+        for a in (i, j):
+            for b in (i, j):
+                pair_sum[a, b] = 1.0
+    return rot, pair_sum
+
+
+def build_manifest() -> dict[str, Any]:
+    """The YAM demo manifest fields (names, normalisation, action semantics) as a dict."""
+    layout = yam_bimanual_layout()
+    centre = (layout.lower + layout.upper) / 2
+    quarter = (layout.upper - layout.lower) / 4
+    stats = {"mean": [round(float(x), 6) for x in centre], "std": [round(float(x), 6) for x in quarter]}
+    grippers = {n: [float(lo), float(hi)] for n, lo, hi in zip(layout.names, layout.lower, layout.upper, strict=True)
+                if n.endswith("gripper")}
+    return {
+        "format_version": 2,
+        "name": "reflex-demo-spiral",
+        "model_file": "model.onnx",
+        "state_dim": layout.dim,
+        "action_dim": layout.dim,
+        "chunk_length": CHUNK,
+        "action_dt_s": DT,
+        "state_names": list(layout.names),
+        "action_names": list(layout.names),
+        "inputs": [],
+        "output": "actions",
+        "normalization": {"state": stats, "action": stats},
+        "action_semantics": {"kind": "absolute", "units": list(layout.units or ()), "gripper_ranges": grippers},
+        "seed": SEED,
+    }
+
+
+def _write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
+    """Through the manifest model, so the file is complete (defaults included) and valid."""
+    from reflex.targets.export_manifest import ExportManifest, write_manifest
+
+    write_manifest(out_dir, ExportManifest.model_validate(manifest))
 
 
 if __name__ == "__main__":
