@@ -31,7 +31,7 @@ def robot_session(tmp: Path, export: Path | None = None, steps: int = 60) -> Pat
         "target": {"kind": "local", "export": str(export) if export else "builtin:demo"},
         "hardware": {"kind": "sim"},
         "cameras": {"top": {"kind": "sim", "width": WIDTH, "height": HEIGHT, "fps": 50}},
-        "record": {"formats": ["jsonl"]},
+        "record": {"formats": ["jsonl"], "image_encoding": "lossless"},  # replay sees the policy's pixels
     }
     return write_session(tmp, session, name=f"session_{export.name if export else 'like'}.yaml")
 

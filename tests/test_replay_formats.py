@@ -24,6 +24,12 @@ def state_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return record(tmp_path_factory.mktemp("so"), "rec", list(FORMATS), export="builtin:demo_state_only", steps=200)
 
 
+@pytest.fixture(scope="module")
+def lossy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The image demo policy recorded with the default lossy images (JPEG; H.264 for LeRobot)."""
+    return record(tmp_path_factory.mktemp("lossy"), "rec", ["mcap", "lerobot", "rerun"], steps=100, rate=50)
+
+
 def test_every_format_reads_back_the_same_episode() -> None:
     episodes = {fmt: read_recording(SAMPLE, fmt)[0] for fmt in FORMATS}
     ref = episodes["jsonl"]
@@ -67,9 +73,9 @@ def test_every_format_reproduces_a_policy_within_1e_5(state_only: Path, fmt: str
 
 
 @pytest.mark.parametrize("fmt", ["mcap", "lerobot", "rerun"])
-def test_lossy_images_are_reported_not_called_a_mismatch(fmt: str) -> None:
+def test_lossy_images_are_reported_not_called_a_mismatch(lossy: Path, fmt: str) -> None:
     """The image demo policy from JPEG / H.264 pixels: replay says why it cannot be exact."""
-    code, payload, _ = replay_cli(str(SAMPLE), "--format", fmt, "--target", "builtin:demo")
+    code, payload, _ = replay_cli(str(lossy), "--format", fmt, "--target", "builtin:demo")
     assert code == 0
     det = payload["episodes"][0]["determinism"]
     assert det["status"] == "cannot_verify" and det["reproduced"] is None
@@ -77,7 +83,7 @@ def test_lossy_images_are_reported_not_called_a_mismatch(fmt: str) -> None:
     assert ("JPEG" in text.upper()) or ("video" in text)
     assert "not as the policy saw them" in text
     # the same pixels loss makes CI fail only when asked to insist on reproduction
-    assert replay_cli(str(SAMPLE), "--format", fmt, "-t", "builtin:demo", "--fail-on", "reproduce")[0] == 1
+    assert replay_cli(str(lossy), "--format", fmt, "-t", "builtin:demo", "--fail-on", "reproduce")[0] == 1
 
 
 def test_the_default_format_is_the_lossless_one() -> None:
@@ -117,9 +123,9 @@ def test_truncated_and_corrupt_rerun(tmp_path: Path) -> None:
     assert code == 2 and "session.rrd" in payload["errors"][0]
 
 
-def test_broken_lerobot_datasets(tmp_path: Path) -> None:
+def test_broken_lerobot_datasets(lossy: Path, tmp_path: Path) -> None:
     copy = tmp_path / "lerobot"
-    shutil.copytree(SAMPLE / "lerobot", copy)
+    shutil.copytree(lossy / "lerobot", copy)
     video = next((copy / "videos").rglob("*.mp4"))
     video.write_bytes(video.read_bytes()[:200])
     code, payload, _ = replay_cli(str(copy), "--target", "builtin:demo")

@@ -5,9 +5,9 @@ smoothly around the middle of its range, for a robot of any shape (names, limits
 optional camera). In normalised coordinates (centre of the range, a quarter of the range per unit):
 
 * joints are paired; each pair is pushed along a circle of radius ``RADIUS`` and pulled towards it;
-* the angular speed scales with the camera image's mean brightness (so the image is really used);
-* every joint's speed is capped (``max_speed`` robot units per second), so the commands stay
-  within the guard's per-step delta of the measured position;
+* every joint's speed is capped, then scaled by ``0.5 + `` the camera image's mean brightness
+  (in [0, 1]) over 1.5, so the image is always used and no joint exceeds ``max_speed`` robot units
+  per second: the commands stay within the guard's per-step delta of the measured position;
 * every action is clipped inside the joint limits (by a hair), so the guard never clamps;
 * a seeded ``noise`` input adds a tiny term, so replay has to reproduce the seed.
 
@@ -31,6 +31,7 @@ OMEGA = 2 * np.pi / 6.0  # one turn in 6 s at mid brightness
 RADIUS = 0.6  # of a quarter range
 KAPPA = 1.0  # pull towards the circle
 NOISE_SCALE = 1e-4  # normalised: well under 1e-3 rad, enough that replay must reproduce the seed
+TOP_SPEED = 1.5  # 0.5 + the brightest image
 LIMIT_MARGIN = 1e-4  # of the range: actions stay strictly inside the limits
 OPSET = 18
 FIXTURES = 5
@@ -127,20 +128,20 @@ def build_model(spec: DemoSpec) -> bytes:
     if spec.camera is not None:
         _, height, width = spec.camera
         consts.update({"img_axes": np.array([1, 2, 3], dtype=np.int64), "b_shape": np.array([-1, 1], dtype=np.int64),
-                       "half": np.array(0.5, dtype=np.float32)})
+                       "half": np.array(0.5, dtype=np.float32), "top_speed": np.array(TOP_SPEED, dtype=np.float32)})
         nodes += [
             node("ReduceMean", ["image", "img_axes"], ["brightness"], keepdims=1),  # (B,1,1,1)
             node("Reshape", ["brightness", "b_shape"], ["b2"]),  # (B,1)
-            node("Add", ["b2", "half"], ["speed"]),
-            node("Mul", ["speed", "omega"], ["w"]),
+            node("Add", ["b2", "half"], ["speed0"]),
+            node("Div", ["speed0", "top_speed"], ["speed"]),  # in [1/3, 1]
         ]
         inputs.append(helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, height, width]))
     else:
-        consts["w"] = np.array(OMEGA, dtype=np.float32)
+        consts["speed"] = np.array(1.0, dtype=np.float32)
     inputs.append(helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["batch", CHUNK, spec.dim]))
     nodes += [
         node("MatMul", ["state", "rot"], ["tangent"]),
-        node("Mul", ["tangent", "w"], ["swirl"]),
+        node("Mul", ["tangent", "omega"], ["swirl"]),
         node("Mul", ["state", "state"], ["sq"]),
         node("MatMul", ["sq", "pair_sum"], ["r2"]),
         node("Add", ["r2", "eps"], ["r2e"]),
@@ -151,7 +152,8 @@ def build_model(spec: DemoSpec) -> bytes:
         node("Mul", ["radial0", "kappa"], ["radial"]),
         node("Add", ["swirl", "radial"], ["velocity0"]),
         node("Min", ["velocity0", "vmax"], ["velocity1"]),
-        node("Max", ["velocity1", "vmin"], ["velocity"]),
+        node("Max", ["velocity1", "vmin"], ["velocity2"]),
+        node("Mul", ["velocity2", "speed"], ["velocity"]),
         node("Unsqueeze", ["velocity", "axis1"], ["v3"]),
         node("Unsqueeze", ["state", "axis1"], ["s3"]),
         node("Mul", ["v3", "steps"], ["travel"]),
@@ -180,11 +182,11 @@ def reference_chunks(spec: DemoSpec, states: np.ndarray, images: np.ndarray | No
     vmax, lo, hi = (b.astype(np.float64) for b in spec.bounds())
     s = (states - spec.centre) / spec.scale
     if images is not None:
-        w = (images.astype(np.float64).mean(axis=(1, 2, 3)) / 255.0 + 0.5)[:, None] * OMEGA
+        speed = ((images.astype(np.float64).mean(axis=(1, 2, 3)) / 255.0 + 0.5) / TOP_SPEED)[:, None]
     else:
-        w = np.full((len(s), 1), OMEGA)
+        speed = np.ones((len(s), 1))
     r = np.sqrt((s * s) @ pair_sum + EPS)
-    velocity = np.clip((s @ rot) * w + KAPPA * (RADIUS - r) * s / r, -vmax, vmax)
+    velocity = np.clip((s @ rot) * OMEGA + KAPPA * (RADIUS - r) * s / r, -vmax, vmax) * speed
     steps = (np.arange(CHUNK) + 1.0) * spec.action_dt
     actions = s[:, None] + velocity[:, None] * steps[None, :, None] + NOISE_SCALE * noise
     return np.clip(actions, lo, hi) * spec.scale + spec.centre
