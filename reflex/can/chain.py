@@ -22,6 +22,7 @@ Modes of the thread:
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -107,8 +108,8 @@ class MotorChain:
         self._target: np.ndarray = np.zeros(n)
         self._torque_ff: np.ndarray = np.zeros(n)
         self._shaped: list[Shaped] = [Shaped(0.0)] * n
-        self._sent_ff: np.ndarray = np.zeros(n)
-        self._spring: np.ndarray = np.zeros(n)  # averaged spring torque per joint (support on stop)
+        self._sent_ff: list[float] = [0.0] * n
+        self._spring: list[float] = [0.0] * n  # averaged spring torque per joint (support on stop)
         self._interp_s = 0.0
         self._last_reply = [time.monotonic()] * n
         self._last_control_t: float | None = None
@@ -198,7 +199,7 @@ class MotorChain:
             self._target = measured.copy()
             self._shaped = [Shaped(float(p)) for p in measured]
             self._torque_ff = np.zeros(len(self.motors))
-            self._spring = np.zeros(len(self.motors))
+            self._spring = [0.0] * len(self.motors)
             self._interp_s = interp_s
             self._heartbeat = time.monotonic()
             self._last_reply = [time.monotonic()] * len(self.motors)
@@ -371,25 +372,25 @@ class MotorChain:
                 self._begin_stop(reason)
             self._stopping_cycle(now)
             return
-        with self._state_lock:
-            target = self._target.copy()
-            torque_ff = self._torque_ff.copy()
+        with self._state_lock:  # plain floats from here: this runs every bus cycle
+            target = self._target.tolist()
+            torque_ff = self._torque_ff.tolist()
         horizon = max(self._interp_s, self.period)
         reqs = []
         alpha = min(1.0, self.period / SUPPORT_TAU_S)
         for i, (m, c) in enumerate(zip(self.motors, self._controls, strict=True)):
             r = self.readings[i]
             at_rest = abs(r.velocity) < SUPPORT_STILL_RAD_S and abs(self._shaped[i].velocity) < SUPPORT_STILL_RAD_S
-            if np.isfinite(r.position) and at_rest:
+            if at_rest and math.isfinite(r.position):
                 # at rest, the reply to the previous command says how hard it had to pull:
                 # the load (gravity), not a motion transient
-                spring = spring_torque(c, self._shaped[i].position, r.position, float(self._sent_ff[i]))
+                spring = spring_torque(c, self._shaped[i].position, r.position, self._sent_ff[i])
                 self._spring[i] += alpha * (spring - self._spring[i])
             measured = Measured(r.position, r.velocity, r.torque)
-            s = shape(c, self._shaped[i], float(target[i]), measured, self.period, horizon)
+            s = shape(c, self._shaped[i], target[i], measured, self.period, horizon)
             self._shaped[i] = s
             self._sent_ff[i] = torque_ff[i]
-            cmd = MitCommand(s.position, pace * feedforward_velocity(c, s), c.kp, c.kd, float(torque_ff[i]))
+            cmd = MitCommand(s.position, pace * feedforward_velocity(c, s), c.kp, c.kd, torque_ff[i])
             reqs.append(Request(i, m.esc_id, pack_mit(cmd, m.motor)))
         self._after_cycle(self._exchange(reqs), control=True)
         if self._mode == "stopping":  # this cycle found a fault: the first stop frames go out now
@@ -415,7 +416,7 @@ class MotorChain:
                 # a joint still coasting drags its hold pose along: never further than its
                 # error band from where it is (the same bound as every control command)
                 q = self.readings[i].position
-                if np.isfinite(q):
+                if math.isfinite(q):
                     self._hold[i] = min(max(self._hold[i], q - c.max_error), q + c.max_error)
                 cmd = self.plan.command(elapsed, c, float(self._hold[i]), float(self._support[i]))
                 assert cmd is not None
@@ -453,7 +454,7 @@ class MotorChain:
         self._hold[bad] = commanded[bad]
         self._support = np.zeros(len(self.motors))
         for i, c in enumerate(self._controls):
-            self._support[i] = support_torque(c, float(self._spring[i]))
+            self._support[i] = support_torque(c, self._spring[i])
         self._stop_started = time.monotonic()
         self._stop_mark = self.interrupts() if self.interrupts is not None else 0
         self._cut = False
