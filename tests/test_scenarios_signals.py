@@ -172,7 +172,8 @@ def test_kill_hup_of_a_real_connect_with_a_connector_process(tmp_path: Path) -> 
              and (rec / "jsonl" / "steps.jsonl").stat().st_size > 2000, proc)
     subprocess.run(["kill", "-HUP", str(proc.pid)], check=True)
     result = finish(proc)
-    assert result["exitCode"] == 0 and result["stopReason"] == "signal:SIGHUP"
+    assert result["exitCode"] == 0 and result["stopReason"] == "signal:SIGHUP", (result["errors"],
+                                                                               result["safeStopFailures"])
     assert pipe_ops(tmp_path)[-1] == "close"
     assert_recording_finalised(rec, result)
 

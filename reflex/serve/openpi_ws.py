@@ -32,6 +32,7 @@ class OpenSockets:
 
     def __init__(self) -> None:
         self.open: set[web.WebSocketResponse] = set()
+        self.client_of: dict[web.WebSocketResponse, str] = {}
 
 
 SOCKETS_KEY: web.AppKey[OpenSockets] = web.AppKey("websockets", OpenSockets)
@@ -59,19 +60,21 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     options = request.app[OPTIONS_KEY]
     info = host.require_ready()  # 503 before the upgrade: the client fails fast and clearly
     client = request.remote or "unknown"
-    held = sum(1 for sock in request.app[SOCKETS_KEY].open if sock.get("client") == client)
+    registry = request.app[SOCKETS_KEY]
+    held = sum(1 for sock in registry.open if registry.client_of.get(sock) == client)
     if held >= options.max_sockets_per_client:
         raise RequestError(429, "too_many_connections", f"this client already holds {held} WebSocket "
                            f"connection(s) (max_sockets_per_client {options.max_sockets_per_client})")
     ws = web.WebSocketResponse(max_msg_size=options.max_request_bytes, compress=False, heartbeat=None)
     await ws.prepare(request)
-    ws["client"] = client
-    sockets = request.app[SOCKETS_KEY].open
+    registry.client_of[ws] = client
+    sockets = registry.open
     sockets.add(ws)
     try:
         await _serve(request.app, info, ws)
     finally:
         sockets.discard(ws)
+        registry.client_of.pop(ws, None)
     return ws
 
 
