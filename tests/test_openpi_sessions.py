@@ -42,7 +42,8 @@ def session_from(config: str, tmp_path: Path, url: str, **overrides: Any) -> Pat
     data["target"]["url"] = url
     data["target"]["connect_timeout_s"] = 5.0
     data["max_steps"] = 100  # 2 s at 50 Hz (ALOHA), 6.7 s at 15 Hz (DROID): several chunks
-    data["record"] = {"formats": ["jsonl"], "dir": str(tmp_path / "rec")}
+    # lossless, so the recorded frames are the exact pixels the server was sent a resize of
+    data["record"] = {"formats": ["jsonl"], "dir": str(tmp_path / "rec"), "image_encoding": "lossless"}
     data.update(overrides)
     path = tmp_path / "session.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -236,7 +237,7 @@ def test_mapped_http_session_against_a_plain_http_server(tmp_path: Path) -> None
             "mode": "dry_run", "control_rate_hz": 50, "max_steps": 30, "task": "wave",
             "target": target, "hardware": {"kind": "sim"},
             "cameras": {"top": {"kind": "sim", "width": 320, "height": 240}},
-            "record": {"formats": ["jsonl"], "dir": str(tmp_path / "rec")},
+            "record": {"formats": ["jsonl"], "dir": str(tmp_path / "rec"), "image_encoding": "lossless"},
         }))
         code, result, stderr = run_connect(config, None)
     assert code == 0 and result["ok"] is True, (result, stderr)
