@@ -6,6 +6,7 @@ backlog). It runs on its own thread and only reads counters the loop keeps anywa
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -92,11 +93,13 @@ class LiveStatus:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lines_drawn = 0
+        self._hooked: list[logging.Handler] = []
 
     def running(self, session: Session) -> None:
         assert session.loop is not None
         probe = LiveProbe(session.loop, session.hub, session.t_start)
         self._write(headline(session) + "\n")
+        self._hook_logging()
         self._thread = threading.Thread(target=self._run, args=(probe,), name="reflex-live", daemon=True)
         self._thread.start()
 
@@ -105,6 +108,23 @@ class LiveStatus:
         if self._thread is not None:
             self._thread.join(2.0)
             self._write(CLEAR)
+        for handler in self._hooked:
+            handler.removeFilter(self._clear_before_log)
+        self._hooked = []
+
+    def _hook_logging(self) -> None:
+        """A log line (``-v``) written to the same terminal starts on a clean row, not after the
+        live line; the live line is redrawn below it at the next refresh."""
+        for handler in logging.getLogger().handlers:
+            stream = getattr(handler, "stream", None)
+            isatty = getattr(stream, "isatty", None)
+            if callable(isatty) and isatty():
+                handler.addFilter(self._clear_before_log)
+                self._hooked.append(handler)
+
+    def _clear_before_log(self, record: logging.LogRecord) -> bool:
+        self._write(CLEAR)
+        return True
 
     def _run(self, probe: LiveProbe) -> None:
         while not self._stop.wait(self.refresh_s):
