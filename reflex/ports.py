@@ -173,6 +173,7 @@ class StepRecord:
     guard_events: list[GuardEvent]
     task: str
     timing_ms: dict[str, float]
+    episode: int | None = None  # episodes sessions: the take (attempt) this step belongs to
 
 
 @dataclass

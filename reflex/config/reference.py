@@ -31,7 +31,7 @@ def _type_name(annotation: Any) -> str:
     text = text or str(annotation)
     if "Tag(" in text:
         return "map of name -> kind block" if text.startswith("dict") else "kind block (see kinds below)"
-    for noise in ("typing.", "reflex.config.session.", "NoneType"):
+    for noise in ("typing.", "reflex.config.session.", "reflex.config.episodes.", "NoneType"):
         text = text.replace(noise, "None" if noise == "NoneType" else "")
     return text.replace("|", "\\|")
 
@@ -82,6 +82,7 @@ def _section(title: str, model: type[BaseModel], path: str, level: int = 2) -> l
 
 def render_reference() -> str:
     from reflex.cameras.kinds import BUILTIN_CAMERAS
+    from reflex.config.episodes import EpisodesConfig
     from reflex.config.session import (
         ChunkingConfig,
         ExecutionConfig,
@@ -95,7 +96,7 @@ def render_reference() -> str:
     lines = [HEADER, "## Top level", "", *model_table(SessionConfig), ""]
     sections: tuple[tuple[str, type[BaseModel]], ...] = (
         ("safety", SafetyConfig), ("record", RecordConfig), ("chunking", ChunkingConfig),
-        ("execution", ExecutionConfig),
+        ("execution", ExecutionConfig), ("episodes", EpisodesConfig),
     )
     for name, model in sections:
         lines += _section(f"`{name}`", model, f"{name}.")

@@ -10,6 +10,7 @@ from reflex.cameras.base import CameraSpec, PluginCameraSpec
 from reflex.cameras.kinds import BUILTIN_CAMERAS
 from reflex.config.base import StrictModel, kind_union
 from reflex.config.bounds import sensible
+from reflex.config.episodes import EpisodesConfig
 from reflex.config.stop import StopConfig
 from reflex.hardware.base import HardwareSpec, PluginHardwareSpec
 from reflex.hardware.kinds import BUILTIN_HARDWARE
@@ -241,6 +242,9 @@ class SessionConfig(StrictModel):
     execution: ExecutionConfig = Field(
         ExecutionConfig(), description="Replanning horizon, seam blending, prefix conditioning."
     )
+    episodes: EpisodesConfig | None = Field(
+        None, description="Run the session as episodes: count, length, task per episode, reset, outcome labels."
+    )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SessionConfig:
@@ -253,6 +257,12 @@ class SessionConfig(StrictModel):
         delta = self.safety.max_delta
         if layout is not None and isinstance(delta, list) and len(delta) != layout.dim:
             raise ValueError(f"safety.max_delta has {len(delta)} entries, hardware has {layout.dim} joints")
+        eps = self.episodes
+        if eps is not None and (self.max_steps or self.duration_s):
+            raise ValueError("with episodes, the length is episodes.steps / episodes.duration_s: "
+                             "leave max_steps and duration_s unset")
+        if eps is not None and eps.reset.pose is not None and layout is not None and len(eps.reset.pose) != layout.dim:
+            raise ValueError(f"episodes.reset.pose has {len(eps.reset.pose)} entries, hardware has {layout.dim} joints")
         for name, camera in self.cameras.items():
             builtin_hw = ":" not in self.hardware.kind  # plugins are checked when built
             if camera.kind == "sim" and builtin_hw and self.hardware.kind != "sim":

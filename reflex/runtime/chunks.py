@@ -134,6 +134,13 @@ class ChunkSchedule:
         self._out = self._tmp = self._ref = self._last_out = self._last_ref = np.zeros(0)
         self._window: _Window | None = None
 
+    def clear(self) -> None:
+        """Forget every chunk (a new episode starts from a fresh first chunk); counters stay."""
+        self._close_window()
+        self.current = self.pending = None
+        self._switch_at = self._last_t = self._seed = None
+        self._layers, self._members = [], []
+
     # -- arrivals ----------------------------------------------------------------------------
     def adopt(self, chunk: ActionChunk) -> int:
         """A new chunk arrived; returns how many of its actions were already in the past.

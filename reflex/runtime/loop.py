@@ -115,12 +115,18 @@ class ControlLoop:
         self.exhausted: str | None = None  # a finite source (a replayed recording) ran out
         self.prefix_length = prefix_length  # fill Observation.prefix (RTC) for chunks this long
         self.warm_latency_s: float | None = None
+        self.task = config.task  # the instruction sent with every observation (per episode with episodes)
+        self.episode: int | None = None  # recorded with every step: recorders split episodes on it
+        self.last_command: np.ndarray | None = None  # the last action applied (what a hold repeats)
 
     # -- first chunk ---------------------------------------------------------------------
     def prime(self, timeout_s: float) -> None:
         """Get the first chunk: wait for a fresh observation, infer it, validate and adopt the
         answer. Motors stay off until this returns; any failure is a :class:`SetupError`."""
         self.collector.prepare()  # the full collection of the set-up heap, before anything is observed
+        self._prime(timeout_s)
+
+    def _prime(self, timeout_s: float) -> None:
         deadline = self.clock() + timeout_s
         while True:
             obs, stale = self.observe(step=0)
@@ -170,7 +176,7 @@ class ControlLoop:
             frame = camera.latest()
             if frame is not None:
                 frames[name] = frame
-        obs = Observation(step=step, state=state, images=frames, task=self.config.task)
+        obs = Observation(step=step, state=state, images=frames, task=self.task)
         return obs, self._staleness(obs, self.clock())
 
     def adopt(self, result: InferenceResult) -> ActionChunk:
@@ -200,23 +206,29 @@ class ControlLoop:
     # -- main loop -----------------------------------------------------------------------
     def run(self, t_start: float) -> LoopReport:
         """Run until max_steps / duration / a stop request / an incident; returns the report."""
-        incident = self._run()
+        cfg = self.config
+        # duration_s is the loop's own running time: set-up (connect, first chunk) is not counted
+        incident = self.run_steps(cfg.max_steps or None, cfg.duration_s)
         return self.report(self.clock() - t_start, incident)
 
-    def _run(self) -> Incident | None:
-        cfg = self.config
-        max_steps = cfg.max_steps or None
-        # duration_s is the loop's own running time: set-up (connect, first chunk) is not counted
-        deadline = self.clock() + cfg.duration_s if cfg.duration_s else None
+    def run_steps(self, count: int | None, duration_s: float | None = None) -> Incident | None:
+        """Run ``count`` more steps (None: until stopped), numbered on from :attr:`steps`: one
+        episode of an episodes session, or the whole of a plain one."""
+        deadline = self.clock() + duration_s if duration_s else None
         self.collector.start()
         try:
-            return self._ticks(max_steps, deadline)
+            return self._ticks(None if count is None else self.steps + count, deadline)
         finally:
             self.collector.stop()
 
+    def start_from(self, obs: Observation) -> None:
+        """The next run starts at ``obs``, the observation its (already adopted) first chunk came
+        from: a new episode after :meth:`ChunkSchedule.clear`."""
+        self._first_obs = obs
+
     def _ticks(self, max_steps: int | None, deadline: float | None) -> Incident | None:
         t_next = self.clock()
-        step = 0
+        step = self.steps
         slow = 2 * self.period
         while not self.gate.stop_requested.is_set():
             if max_steps is not None and step >= max_steps:
@@ -337,6 +349,7 @@ class ControlLoop:
                 return Incident("apply", f"step {step}: {type(exc).__name__}: {exc}")
             applied = True
             self.applied_steps += 1
+            self.last_command = action
         if action is not None and self.first_action_t is None:
             self.first_action_t = self.clock()
         t4 = time.perf_counter()
@@ -430,6 +443,7 @@ class ControlLoop:
             guard_events=events,
             task=obs.task,
             timing_ms={},
+            episode=self.episode,
         )
 
     def report(self, duration_s: float, incident: Incident | None = None) -> LoopReport:

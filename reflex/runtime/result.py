@@ -43,6 +43,7 @@ class SessionResult:
     view: dict[str, Any] | None = None  # the live viewer (--view), when on
     seams: dict[str, Any] = field(default_factory=dict)
     expert_override: dict[str, Any] | None = None  # see reflex.config.bounds
+    episodes: dict[str, Any] | None = None  # episodes sessions: per-episode outcomes, success rate
 
     @property
     def ok(self) -> bool:
@@ -109,4 +110,5 @@ class SessionResult:
             "recording": self.recording,
             "expertOverride": self.expert_override,
             **({"view": self.view} if self.view is not None else {}),
+            **({"episodes": self.episodes} if self.episodes is not None else {}),
         }

@@ -30,6 +30,7 @@ from reflex.recording.hub import RecordingHub
 from reflex.recording.session_dir import new_session_id, recording_dir
 from reflex.runtime.cameras import SessionCameras
 from reflex.runtime.chunks import ChunkSchedule, ExecutionSettings
+from reflex.runtime.episodes import EpisodeRunner
 from reflex.runtime.guard import ActionGuard
 from reflex.runtime.inference import InferenceWorker
 from reflex.runtime.loop import ControlLoop
@@ -127,6 +128,7 @@ class Session:
         self.hub: RecordingHub | None = None
         self.worker: InferenceWorker | None = None
         self.loop: ControlLoop | None = None
+        self.episodes: EpisodeRunner | None = None
         self.enabled = False
         self._enable_failed = False
         self._hardware_closed = False
@@ -154,7 +156,11 @@ class Session:
             self.result.stop_reason = "running"
             assert self.loop is not None
             self._tell_watchers("running")
-            self._report = self.loop.run(self._t_start)
+            if self.episodes is not None:
+                episode_incident = self.episodes.run()
+                self._report = self.loop.report(time.monotonic() - self._t_start, episode_incident)
+            else:
+                self._report = self.loop.run(self._t_start)
             incident = self._report.incident
             if incident is None:
                 if self._report.exhausted is not None:
@@ -226,6 +232,13 @@ class Session:
             layout.dim, self.info.action_dt, self.hub, self.gate,
             prefix_length=self.info.chunk_length if self.info.accepts_prefix and cfg.execution.prefix else None,
         )
+        if cfg.episodes is not None:
+            self.episodes = EpisodeRunner(
+                cfg.episodes, self.loop, self.hardware, self.hub, self.gate, default_task=cfg.task,
+                rate_hz=cfg.control_rate_hz, first_chunk_timeout_s=cfg.safety.first_chunk_timeout_s,
+                motors_live=lambda: self.enabled,
+            )
+            self.episodes.prepare_first()
         self.loop.prime(cfg.safety.first_chunk_timeout_s)  # motors stay off until this succeeds
         if cfg.mode == "apply_actions":
             # the one full walk of the set-up heap happens while nothing is live: a pause of a
@@ -386,6 +399,8 @@ class Session:
                             f"max {jump.get('max')}, jerk p99 {report.seams.get('jerkP99')}", report.seams)
         for name, info in health.items():
             res.cameras.setdefault(name, {})["health"] = info
+        if self.episodes is not None:
+            res.episodes = self.episodes.report.to_json()
         self._close_recording()
         if self._record_lock is not None:
             self._record_lock.release()

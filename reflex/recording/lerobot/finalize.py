@@ -54,9 +54,10 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
 
     # Each episode keeps the rows present in every stream: journal and each camera's video.
     kept: list[tuple[int, int, int]] = []  # (journal episode, first journal row, rows kept)
+    discarded = set((read_json(root / L.DISCARDED_FILE) or {}).get("journal_episodes", []))  # re-recorded
     if table is not None:
         episodes = table.column(L.EPISODE_COLUMN).to_numpy()
-        for source in sorted(set(episodes.tolist())):
+        for source in sorted(set(episodes.tolist()) - discarded):
             rows = np.nonzero(episodes == source)[0]
             first, count = int(rows[0]), len(rows)
             target = len(kept)  # episodes renumbered so the kept ones stay contiguous

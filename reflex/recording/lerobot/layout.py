@@ -5,8 +5,9 @@ from it, and for each camera the newest frame at that step (repeated, and flagge
 had no new frame). ``timestamp`` is ``frame_index / fps`` exactly, as the LeRobot loader requires;
 real monotonic times are kept in the ``reflex.*`` columns.
 
-A session is one episode, split every :data:`EPISODE_MAX_S`: the loader looks frames up by a
-float32 timestamp and checks it to 1e-4 s, which float32 can no longer resolve past 2048 s.
+A session is one episode (an ``episodes`` session: one per episode, docs/episodes.md), split
+every :data:`EPISODE_MAX_S`: the loader looks frames up by a float32 timestamp and checks it to
+1e-4 s, which float32 can no longer resolve past 2048 s.
 Each episode has its own MP4 per camera (``file_index`` = episode, ``from_timestamp`` = 0).
 """
 
@@ -34,6 +35,7 @@ CHUNKS_FILE = "meta/reflex/chunks.jsonl"
 PARTIAL_DIR = ".partial"  # journal + fragmented videos while recording; removed when finalized
 JOURNAL_FILE = ".partial/rows.arrows"
 IMAGE_STATS_FILE = ".partial/image_stats.npz"
+DISCARDED_FILE = ".partial/discarded.json"  # journal episodes the operator re-recorded: left out
 
 EPISODE_MAX_S = 1800
 TASK_COLUMN = "task"  # journal-only column: the task text, turned into task_index when finalized

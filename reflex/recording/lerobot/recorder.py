@@ -54,6 +54,9 @@ class LeRobotRecorder:
         self._episode_start = 0  # rows journaled before the current episode
         self._hists: dict[str, tuple[np.ndarray, int]] = {}  # "<camera>.<episode>" of finished episodes
         self._sidecars: dict[str, Any] = {}
+        self._take: int | None = None  # episodes sessions: the take being recorded (StepRecord.episode)
+        self._takes: dict[int, list[int]] = {}  # take -> its journal episodes
+        self._discarded: list[int] = []  # journal episodes of re-recorded takes
 
     # -- Recorder port -------------------------------------------------------------------
     def open(self, meta: SessionMeta) -> None:
@@ -107,6 +110,12 @@ class LeRobotRecorder:
         if len(self._last) < len(self._cameras):
             self.skipped_rows += 1  # no image yet for some camera: a row would need a made-up frame
             return
+        if rec.episode is not None and rec.episode != self._take:
+            self._take = rec.episode  # a new episode of an episodes session: its own LeRobot episode
+            if self.rows > self._episode_start:
+                self._next_episode()
+            else:
+                self._takes.setdefault(rec.episode, []).append(self._episode)
         if self.rows - self._episode_start >= self.episode_rows:
             self._next_episode()
         dim = len(self._joints)
@@ -148,6 +157,9 @@ class LeRobotRecorder:
 
     def write_event(self, event: SessionEvent) -> None:
         self._sidecar("events", event_dict(event))
+        if event.kind == "episode_discarded":  # re-recorded: its rows are left out when finalized
+            self._discarded.extend(self._takes.get(int(event.data.get("take", -1)), []))
+            write_json_atomic(self.root / L.DISCARDED_FILE, {"journal_episodes": sorted(set(self._discarded))})
 
     def flush(self) -> None:
         if self._journal is None:
@@ -218,6 +230,8 @@ class LeRobotRecorder:
         self._journal.flush()  # every row of the finished episode has its frames on disk now
         self._episode += 1
         self._episode_start = self.rows
+        if self._take is not None:
+            self._takes.setdefault(self._take, []).append(self._episode)
         self._start_encoders()
 
     def _save_image_stats(self) -> None:

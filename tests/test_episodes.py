@@ -1,0 +1,145 @@
+"""Sessions run as episodes: a LeRobot episode per trial with its task, resets, operator labels."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO, base_session, json_result, subprocess_env, write_session
+
+pytest.importorskip("pyarrow")
+pytest.importorskip("av")
+
+from reflex.config.loader import load_session_config
+from reflex.errors import ConfigError
+from reflex.runtime.labels import parse_label
+from reflex.runtime.session import run_session_file
+
+TASKS = ["pick the red cube", "pick the blue cube", "stack them"]
+RESET_POSE = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5]
+STEPS = 6
+
+
+def episodes_session(tmp_path: Path, mode: str = "apply_actions", **episodes: Any) -> Path:
+    block: dict[str, Any] = {"count": 3, "steps": STEPS, "tasks": TASKS,
+                             "reset": {"kind": "pose", "pose": RESET_POSE, "max_steps": 100000}}
+    block.update(episodes)
+    session = base_session(
+        mode=mode, control_rate_hz=30, max_steps=0, task="the session's task",
+        episodes=block, record={"enabled": True, "formats": ["lerobot", "jsonl"], "dir": str(tmp_path / "rec")},
+    )
+    return write_session(tmp_path, session)
+
+
+def connect(config: Path, stdin: str = "", *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "reflex", "connect", "--config", str(config), "--json", *extra],
+        input=stdin, capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=REPO,
+    )
+    return proc, json_result(proc)
+
+
+def test_labels_parse_keys_and_words() -> None:
+    assert [parse_label(x) for x in ["s", " Success\n", "f", "r", "re-record", "q", "stop", "x", ""]] == [
+        "success", "success", "failure", "re-record", "re-record", "stop", "stop", None, None]
+
+
+def test_config_refuses_unclear_episode_lengths_and_task_lists(tmp_path: Path) -> None:
+    for bad, where in [({"count": 2}, "steps or duration_s"),
+                       ({"count": 2, "steps": 3, "duration_s": 1.0}, "steps or duration_s"),
+                       ({"count": 3, "steps": 3, "tasks": ["a", "b"]}, "2 entries for 3 episodes"),
+                       ({"count": 2, "steps": 3, "reset": {"kind": "pose"}}, "needs reset.pose"),
+                       ({"count": 2, "steps": 3, "reset": {"kind": "pose", "pose": [0.0]}}, "1 entries")]:
+        path = write_session(tmp_path, base_session(max_steps=0, episodes=bad))
+        with pytest.raises(ConfigError) as err:
+            load_session_config(path)
+        assert where in str(err.value), (bad, str(err.value))
+    path = write_session(tmp_path, base_session(max_steps=5, episodes={"count": 2, "steps": 3}))
+    with pytest.raises(ConfigError, match="leave max_steps and duration_s unset"):
+        load_session_config(path)
+    ok = load_session_config(write_session(tmp_path, base_session(
+        max_steps=0, control_rate_hz=50, episodes={"count": 2, "duration_s": 0.1, "tasks": ["one"]})))
+    assert ok.episodes is not None and ok.episodes.steps_at(50) == 5 and ok.episodes.task_for(1, "x") == "one"
+
+
+def test_three_episodes_with_resets_labels_and_a_rerecord(tmp_path: Path) -> None:
+    """Scripted stdin labels each episode; a re-record discards that take and runs it again."""
+    config = episodes_session(tmp_path, labels="stdin")
+    proc, result = connect(config, "s\nbogus\nf\nr\ns\n")
+    assert proc.returncode == 0 and result["ok"], (result["errors"], proc.stderr[-2000:])
+    eps = result["episodes"]
+    assert [(o["index"], o["take"], o["task"], o["outcome"], o["steps"]) for o in eps["outcomes"]] == [
+        (0, 0, TASKS[0], "success", STEPS), (1, 1, TASKS[1], "failure", STEPS),
+        (2, 2, TASKS[2], "re-record", STEPS), (2, 3, TASKS[2], "success", STEPS)]
+    assert (eps["recorded"], eps["reRecorded"], eps["successes"], eps["failures"]) == (3, 1, 2, 1)
+    assert eps["successRate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert "not a label" in proc.stderr  # unknown input is said, then waited past
+    assert result["steps"] == 4 * STEPS and result["safeStops"] == 0
+    lerobot = result["recording"]["formatStatus"]["lerobot"]
+    assert lerobot["status"] == "complete" and lerobot["episodes"] == 3 and lerobot["rows"] == 4 * STEPS
+    events = [json.loads(line) for line in (tmp_path / "rec/lerobot/meta/reflex/events.jsonl").open()]
+    kinds = [e["kind"] for e in events if e["type"] == "event"]
+    assert kinds.count("reset") == 3 and kinds.count("episode_discarded") == 1
+
+    # the dataset, as LeRobot's own loader reads it: three episodes, the right task each
+    from test_record_support import lerobot_load, require_readers
+
+    require_readers()
+    loaded = lerobot_load(tmp_path / "rec/lerobot", tmp_path / "loader")
+    arrays = loaded["arrays"]
+    assert loaded["num_episodes"] == 3 and loaded["len"] == 3 * STEPS
+    np.testing.assert_array_equal(arrays["episode_index"], np.repeat([0, 1, 2], STEPS))
+    np.testing.assert_array_equal(arrays["frame_index"], np.tile(np.arange(STEPS), 3))
+    np.testing.assert_array_equal(arrays["index"], np.arange(3 * STEPS))
+    assert loaded["tasks"] == [t for t in TASKS for _ in range(STEPS)]
+    # the kept episode 2 is the second take (steps 3*STEPS..), not the discarded one
+    np.testing.assert_array_equal(arrays["reflex.step"][2 * STEPS:], np.arange(3 * STEPS, 4 * STEPS))
+    # after each reset the episode starts at the reset pose (reached within the tolerance)
+    for e in (1, 2):
+        first = arrays["observation.state"][e * STEPS]
+        assert np.max(np.abs(first - np.array(RESET_POSE))) < 0.05, (e, first)
+
+
+def test_dry_run_reset_never_moves_and_stop_label_ends_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In dry_run the reset pose is skipped (nothing is sent); 'q' stops after episode 0."""
+    config = episodes_session(tmp_path, mode="dry_run", labels="stdin")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s\nq\n"))
+    result = run_session_file(config)
+    assert result.ok, result.errors
+    assert result.applied_steps == 0
+    eps = result.episodes
+    assert eps is not None and eps["stoppedBy"] == "operator"
+    assert [o["outcome"] for o in eps["outcomes"]] == ["success", None]
+    events = [json.loads(line) for line in (tmp_path / "rec/lerobot/meta/reflex/events.jsonl").open()]
+    resets = [e["message"] for e in events if e.get("kind") == "reset"]
+    assert resets == ["reset before episode 1: skipped (dry_run never moves)"]
+
+
+def test_input_ending_stops_the_episodes_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = episodes_session(tmp_path, mode="dry_run", labels="stdin", reset={"kind": "wait"})
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s\n\n"))  # label, Enter after the reset, then EOF
+    result = run_session_file(config)
+    assert result.ok, result.errors
+    eps = result.episodes
+    assert eps is not None and eps["stoppedBy"] == "input ended"
+    assert [(o["index"], o["outcome"]) for o in eps["outcomes"]] == [(0, "success"), (1, None)]
+    assert result.recording is not None and result.recording["formatStatus"]["lerobot"]["episodes"] == 2
+
+
+def test_unlabelled_episodes_are_done(tmp_path: Path) -> None:
+    config = episodes_session(tmp_path, mode="dry_run", reset={"kind": "none"})
+    result = run_session_file(config)
+    assert result.ok, result.errors
+    eps = result.episodes
+    assert eps is not None and [o["outcome"] for o in eps["outcomes"]] == ["done"] * 3
+    assert eps["successRate"] is None and result.steps == 3 * STEPS
+    assert yaml.safe_load(config.read_text())["episodes"]["count"] == 3
