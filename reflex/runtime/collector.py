@@ -50,9 +50,13 @@ class LoopCollector:
         gc.collect()
         gc.freeze()
 
+    @property
+    def active(self) -> bool:
+        return self._active
+
     def start(self) -> None:
         """Take over collection for the length of the loop."""
-        if os.environ.get("REFLEX_LOOP_GC", "scheduled") == "auto":
+        if self._active or os.environ.get("REFLEX_LOOP_GC", "scheduled") == "auto":
             return
         self._was_enabled = gc.isenabled()
         gc.disable()

@@ -112,6 +112,15 @@ class EpisodeRunner:
 
     # -- the episodes -----------------------------------------------------------------------
     def run(self) -> Incident | None:
+        # one scheduled collector over every episode and the holds between them: a full
+        # collection (what starting it afresh costs) must never fall between two live commands
+        self.loop.collector.start()
+        try:
+            return self._episodes()
+        finally:
+            self.loop.collector.stop()
+
+    def _episodes(self) -> Incident | None:
         index, take = self.first_index, 0
         while index < self.config.count:
             if take > 0:
@@ -327,6 +336,7 @@ class EpisodeRunner:
                     return None
             if done():
                 return None
+            loop.collector.idle(t_next - loop.clock())
         return None
 
     def _event(self, kind: str, message: str, record: EpisodeRecord | None = None) -> None:

@@ -215,11 +215,14 @@ class ControlLoop:
         """Run ``count`` more steps (None: until stopped), numbered on from :attr:`steps`: one
         episode of an episodes session, or the whole of a plain one."""
         deadline = self.clock() + duration_s if duration_s else None
-        self.collector.start()
+        owned = not self.collector.active  # an episodes session holds it across its episodes
+        if owned:
+            self.collector.start()
         try:
             return self._ticks(None if count is None else self.steps + count, deadline)
         finally:
-            self.collector.stop()
+            if owned:
+                self.collector.stop()
 
     def start_from(self, obs: Observation) -> None:
         """The next run starts at ``obs``, the observation its (already adopted) first chunk came
