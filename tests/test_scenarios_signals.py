@@ -21,6 +21,10 @@ from conftest import REPO, base_session, subprocess_env, write_session
 from reflex_test_plugins import read_journal
 from test_subprocess_session import session_file
 
+# These tests run beside others on a loaded machine: a loop frozen by the scheduler must not end
+# the session as a stall before the signal under test arrives.
+LOADED_GAP_MS = 1000
+
 
 def start(config: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
@@ -74,7 +78,7 @@ def journal_session(tmp_path: Path, **overrides: Any) -> tuple[Path, Path]:
     journal = tmp_path / "journal.jsonl"
     hardware = {"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(journal), "home_s": 2.0}}
     session = base_session(mode="apply_actions", max_steps=0, hardware=hardware, record={"formats": ["jsonl"]},
-                           safety={"home_on_stop": True}, **overrides)
+                           safety={"home_on_stop": True, "max_command_gap_ms": LOADED_GAP_MS}, **overrides)
     return write_session(tmp_path, session), journal
 
 
@@ -154,6 +158,7 @@ def connector_session(tmp_path: Path) -> Path:
     data = yaml.safe_load(path.read_text())
     data["max_steps"] = 0
     data["record"] = {"formats": ["jsonl"]}
+    data["safety"] = {"max_command_gap_ms": LOADED_GAP_MS}
     path.write_text(yaml.safe_dump(data))
     return path
 
