@@ -143,3 +143,18 @@ def test_unlabelled_episodes_are_done(tmp_path: Path) -> None:
     assert eps is not None and [o["outcome"] for o in eps["outcomes"]] == ["done"] * 3
     assert eps["successRate"] is None and result.steps == 3 * STEPS
     assert yaml.safe_load(config.read_text())["episodes"]["count"] == 3
+
+
+def test_the_documented_command_runs_as_written(tmp_path: Path) -> None:
+    """docs/episodes.md: the piped-labels command on configs/sim_episodes.yaml."""
+    [line] = [ln for ln in (REPO / "docs/episodes.md").read_text().splitlines() if ln.startswith("printf ")]
+    command = line.replace("reflex connect", f"{sys.executable} -m reflex connect").replace(
+        "/tmp/episodes-demo", str(tmp_path / "rec"))
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                          env=subprocess_env(), cwd=REPO)
+    result = json_result(proc)
+    assert proc.returncode == 0 and result["ok"], (result["errors"], proc.stderr[-2000:])
+    eps = result["episodes"]
+    assert [o["outcome"] for o in eps["outcomes"]] == ["success", "failure", "success"]
+    assert [o["steps"] for o in eps["outcomes"]] == [60] * 3 and eps["successRate"] == pytest.approx(0.6667)
+    assert result["recording"]["formatStatus"]["lerobot"]["episodes"] == 3
