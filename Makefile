@@ -7,7 +7,7 @@ PIP_FLAGS ?= -q --disable-pip-version-check
 LOCK ?= requirements/dev.lock
 CONSTRAINTS ?= -c $(LOCK)
 # everything the tests and the demo use: all extras but gpu, one ONNX Runtime (cpu), the readers
-DEV_EXTRAS = all,cpu,dev,readers,export
+DEV_EXTRAS = all,cpu,dev,readers,export,fleet
 # the CPU build of torch first (the recording tests' LeRobot loader needs it); a bare torch pulls CUDA
 TORCH = torch==2.13.0
 # openpi-client (interop tests) pins numpy<2, which rerun-sdk cannot use: its needed parts are in dev

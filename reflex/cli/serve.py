@@ -25,8 +25,9 @@ def serve(
         None, "--max-concurrent",
         help="Requests admitted (queued + computing) before 429; default 4, or 2 x --max-batch when batching.",
     ),
-    max_batch: int = typer.Option(
-        1, "--max-batch", help="Group up to this many concurrent requests (robots) into one inference call."
+    max_batch: int | None = typer.Option(
+        None, "--max-batch",
+        help="Group up to this many concurrent requests (robots) into one inference call (default 1; ray: 8).",
     ),
     max_wait_ms: float = typer.Option(
         2.0, "--max-wait-ms", help="How long a batch waits for more requests after its first one (batching only)."
@@ -54,6 +55,18 @@ def serve(
         10.0, "--peer-connect-timeout",
         help="Seconds an answered WebRTC offer has to connect before its slot is freed.",
     ),
+    backend: str = typer.Option(
+        "aiohttp", "--backend", help="aiohttp: this process serves; ray: deploy on Ray Serve (the 'fleet' extra)."
+    ),
+    replicas: int = typer.Option(1, "--replicas", help="Ray: model replicas (each loads the model)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address",
+        help="Ray: join this cluster (auto, or HOST:6379 on a cluster node); unset: local Ray on loopback.",
+    ),
+    autoscaling: str | None = typer.Option(
+        None, "--autoscaling", help='Ray: AutoscalingConfig as JSON, e.g. \'{"min_replicas":1,"max_replicas":4}\'.'
+    ),
+    num_gpus: float = typer.Option(0.0, "--num-gpus", help="Ray: GPUs per model replica (fractions pack replicas)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every request."),
 ) -> None:
     """Serve a policy: POST /act, GET /health, openpi WebSocket on /, WebRTC on /webrtc/offer."""
@@ -63,6 +76,8 @@ def serve(
     from reflex.serve.options import ServeOptions
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    if max_batch is None:
+        max_batch = 8 if backend == "ray" else 1
     if max_batch < 1 or not 0 <= max_wait_ms <= 1000:
         typer.echo("reflex serve: --max-batch must be >= 1 and --max-wait-ms in [0, 1000]", err=True)
         raise typer.Exit(2)
@@ -92,6 +107,14 @@ def serve(
     problem = export_problem(export)
     if problem is not None:  # a bad path is bad input: say so before binding anything
         typer.echo(f"reflex serve: EXPORT_DIR {problem}", err=True)
+        raise typer.Exit(2)
+
+    if backend == "ray":
+        serve_on_ray(export, options, replicas, ray_address, autoscaling, num_gpus, max_batch, max_wait_ms,
+                     provider_list, strict_providers, seed, threads, warmup)
+        return
+    if backend != "aiohttp":
+        typer.echo(f"reflex serve: --backend must be aiohttp or ray, not '{backend}'", err=True)
         raise typer.Exit(2)
 
     def loader() -> tuple[object, object]:
@@ -139,3 +162,56 @@ def export_problem(export: str) -> str | None:
     except (OSError, ValueError) as exc:
         return f"'{export}': {MANIFEST_NAME} is not a valid export manifest: {exc}"
     return None
+
+
+def serve_on_ray(export: str, options: object, replicas: int, ray_address: str | None, autoscaling: str | None,
+                 num_gpus: float, max_batch: int, max_wait_ms: float, providers: list[str] | None,
+                 strict_providers: bool, seed: int | None, threads: int, warmup: bool) -> None:
+    """``--backend ray``: the same endpoints as a Ray Serve application (docs/fleet.md)."""
+    import dataclasses
+    import json
+
+    from reflex.serve.app import print_listening
+    from reflex.serve.options import ServeOptions
+
+    assert isinstance(options, ServeOptions)
+    from reflex.serve.ray_app import RayOptions, parse_autoscaling, run_ray_server
+
+    try:
+        import fastapi  # noqa: F401
+        import ray.serve  # noqa: F401
+    except ImportError as exc:
+        typer.echo(f"reflex serve: --backend ray needs Ray Serve: pip install 'reflex-runtime[fleet]' ({exc})",
+                   err=True)
+        raise typer.Exit(2) from None
+    try:
+        scaling = parse_autoscaling(autoscaling)
+    except (ValueError, json.JSONDecodeError) as exc:
+        typer.echo(f"reflex serve: --autoscaling: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if replicas < 1 or num_gpus < 0:
+        typer.echo("reflex serve: --replicas must be >= 1 and --num-gpus >= 0", err=True)
+        raise typer.Exit(2)
+    if options.port == 0:  # Ray's proxy needs a fixed port: pick a free one now
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind((options.host, 0))
+            options = dataclasses.replace(options, port=int(sock.getsockname()[1]))
+    ray_options = RayOptions(
+        address=ray_address, replicas=replicas, autoscaling=scaling, num_gpus=num_gpus, max_batch=max_batch,
+        max_wait_ms=max_wait_ms, providers=providers, strict_providers=strict_providers, seed=seed,
+        threads=threads, warmup=warmup,
+    )
+
+    def ready(port: int) -> None:
+        print_listening(options.host, port)
+        print(f"reflex serve: ready on http://{options.host}:{port} (Ray Serve, {replicas} model replica(s), "
+              f"max batch {max_batch}); endpoints: POST /act; GET /health; GET /healthz; GET /metrics; "
+              "WebSocket / (openpi protocol)", flush=True)
+
+    try:
+        run_ray_server(export, options, ray_options, on_ready=ready)
+    except Exception as exc:  # Ray start-up or deployment failure: say so, exit non-zero
+        typer.echo(f"reflex serve: Ray Serve deployment failed: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(3) from None
