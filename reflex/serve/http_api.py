@@ -32,9 +32,7 @@ def json_error(err: RequestError) -> web.Response:
         headers["WWW-Authenticate"] = 'Bearer realm="reflex"'
     elif err.status in (429, 503):
         headers["Retry-After"] = "1"
-    response = web.json_response(error_body(err), status=err.status, headers=headers)
-    response[ERROR_CODE_KEY] = err.code  # for the metrics middleware
-    return response
+    return web.json_response(error_body(err), status=err.status, headers=headers)
 
 
 @web.middleware
@@ -44,14 +42,20 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         check_key(request.app[OPTIONS_KEY].api_key, request.headers)
         return await handler(request)
     except RequestError as err:
-        return json_error(err)
+        return _refused(request, err)
     except web.HTTPRequestEntityTooLarge as exc:
-        return json_error(RequestError(413, "too_large", f"request body over the size limit: {exc.text}"))
+        return _refused(request, RequestError(413, "too_large", f"request body over the size limit: {exc.text}"))
     except web.HTTPException:
         raise  # aiohttp's own answers (404, 405, ...)
     except Exception as exc:  # a bug: still a JSON body, never a plain-text 500 page
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_error(RequestError(500, "internal_error", f"{type(exc).__name__} while handling the request"))
+        err = RequestError(500, "internal_error", f"{type(exc).__name__} while handling the request")
+        return _refused(request, err)
+
+
+def _refused(request: web.Request, err: RequestError) -> web.Response:
+    request[ERROR_CODE_KEY] = err.code  # the metrics middleware counts errors by code
+    return json_error(err)
 
 
 async def act(request: web.Request) -> web.Response:

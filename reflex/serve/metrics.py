@@ -22,7 +22,7 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 MODEL_STATES = ("loading", "warming", "ready", "failed")
 HTTP_ACTIVE_S = 10.0  # an HTTP robot counts as connected for this long after its last request
 REQUEST_ID_HEADER = "X-Request-Id"
-ERROR_CODE_KEY = "reflex_error_code"  # set on error responses (aiohttp responses carry user keys)
+ERROR_CODE_KEY = "reflex_error_code"  # the guard middleware stores a refusal's code on the request
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -133,7 +133,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics: ServeMetrics | None = request.app.get(METRICS_KEY)
         if metrics is not None and request.path != "/metrics":
             status = response.status if response is not None else 500
-            error = response.get(ERROR_CODE_KEY) if response is not None else "internal_error"
+            error = request.get(ERROR_CODE_KEY) if response is not None else "internal_error"
             metrics.on_answer(endpoint_of(request), status, time.perf_counter() - t0, error, request.remote)
 
 
