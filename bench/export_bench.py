@@ -8,10 +8,10 @@ request on the same fixture inputs, interleaved in the same run:
 * baseline: LeRobot's pipeline in torch: pre-processor -> ``predict_action_chunk`` -> post-processor;
 * ORT: the export as a session runs it (``OnnxPolicy.predict``: normalisation, graph, un-normalisation).
 
-Both get the same number of threads. Prints p50/p99 of each and the ORT/torch ratio at p50
-(target: <= 0.7).
+Both get the same number of threads (default 1, what a session's local target uses). Prints
+p50/p99 of each and the ORT/torch ratio at p50 (target: <= 0.7).
 
-Usage: python bench/export_bench.py [--rounds 200] [--threads 2] [--dim-model 256]
+Usage: python bench/export_bench.py [--rounds 200] [--threads 1] [--dim-model 256]
 Needs the export extra and LeRobot (make install-export).
 """
 
@@ -73,7 +73,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--dim-model", type=int, default=256)
     args = parser.parse_args()
 
