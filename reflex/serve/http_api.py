@@ -49,8 +49,8 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise  # aiohttp's own answers (404, 405, ...)
     except Exception as exc:  # a bug: still a JSON body, never a plain-text 500 page
         log.exception("unhandled error on %s %s", request.method, request.path)
-        err = RequestError(500, "internal_error", f"{type(exc).__name__} while handling the request")
-        return _refused(request, err)
+        failure = RequestError(500, "internal_error", f"{type(exc).__name__} while handling the request")
+        return _refused(request, failure)
 
 
 def _refused(request: web.Request, err: RequestError) -> web.Response:
