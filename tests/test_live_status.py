@@ -128,3 +128,23 @@ def test_no_live_line_when_piped(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "\x1b[" not in proc.stdout and "\r" not in proc.stdout and "Ctrl-C to stop" not in proc.stdout
     assert proc.stdout.startswith("reflex connect: ok")
+
+
+def test_text_on_stderr_starts_on_a_clean_row(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """An operator prompt (or any stderr line) printed while the live line is drawn clears it first."""
+    import io
+
+    from reflex.cli.live import LiveStatus
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    live_out, err = Terminal(), Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    live = LiveStatus(live_out)
+    live._hook_stderr()
+    print("episode 1 done: [s]uccess  [f]ailure", file=sys.stderr)
+    assert live_out.getvalue() == CLEAR and err.getvalue() == "episode 1 done: [s]uccess  [f]ailure\n"
+    live.finished()
+    assert sys.stderr is err  # restored

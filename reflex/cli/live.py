@@ -11,7 +11,8 @@ import os
 import shutil
 import sys
 import threading
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 from reflex.runtime.live import LiveProbe, LiveSnapshot
 
@@ -94,12 +95,14 @@ class LiveStatus:
         self._thread: threading.Thread | None = None
         self.lines_drawn = 0
         self._hooked: list[logging.Handler] = []
+        self._lock = threading.Lock()
 
     def running(self, session: Session) -> None:
         assert session.loop is not None
         probe = LiveProbe(session.loop, session.hub, session.t_start)
         self._write(headline(session) + "\n")
         self._hook_logging()
+        self._hook_stderr()
         self._thread = threading.Thread(target=self._run, args=(probe,), name="reflex-live", daemon=True)
         self._thread.start()
 
@@ -111,6 +114,15 @@ class LiveStatus:
         for handler in self._hooked:
             handler.removeFilter(self._clear_before_log)
         self._hooked = []
+        if isinstance(sys.stderr, _ClearFirst):
+            sys.stderr = sys.stderr.wrapped
+
+    def _hook_stderr(self) -> None:
+        """Text printed to stderr on this terminal while the line is drawn (an operator prompt, a
+        warning) starts on a clean row too."""
+        isatty = getattr(sys.stderr, "isatty", None)
+        if callable(isatty) and isatty() and not isinstance(sys.stderr, _ClearFirst):
+            sys.stderr = _ClearFirst(sys.stderr, lambda: self._write(CLEAR))
 
     def _hook_logging(self) -> None:
         """A log line (``-v``) written to the same terminal starts on a clean row, not after the
@@ -134,7 +146,27 @@ class LiveStatus:
 
     def _write(self, text: str) -> None:
         try:
-            self.stream.write(text)
-            self.stream.flush()
+            with self._lock:  # the drawing thread and the main thread both write
+                self.stream.write(text)
+                self.stream.flush()
         except (OSError, ValueError):  # the terminal went away: stop drawing, the session goes on
             self._stop.set()
+
+
+class _ClearFirst:
+    """A stderr that clears the live row before the first write of each line."""
+
+    def __init__(self, wrapped: TextIO, clear: Callable[[], None]) -> None:
+        self.wrapped = wrapped
+        self._clear = clear
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        if text and self._at_line_start:
+            self._clear()
+        if text:
+            self._at_line_start = text.endswith("\n")
+        return self.wrapped.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
