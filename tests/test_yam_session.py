@@ -33,9 +33,10 @@ def yam_session(name: str, mode: str = "dry_run", max_steps: int = 45, **hw: Any
     config: dict[str, Any] = {
         "left": {"channel": f"sim:{name}-left", "gripper": "linear_4310"},
         "right": {"channel": f"sim:{name}-right", "gripper": "linear_4310"},
-        # the simulated motors answer from their own thread, which a loaded machine can starve
-        # for tens of ms: these tests are not about the reply budget (test_damiao_chain is)
+        # a loaded machine can starve a thread for hundreds of ms: these tests are not about the
+        # reply budget or the runner timeout (test_damiao_chain and test_yam_motion_safety are)
         "reply_budget_ms": 250,
+        "runner_timeout_s": 1.5,
     }
     config.update(hw)
     return {

@@ -64,6 +64,7 @@ __all__ = [
 ]
 
 Mode = Literal["idle", "monitor", "control", "stopping"]
+IMMEDIATE_WAIT_S = 0.005  # how long another arm's fault waits for this bus to send stop frames
 
 
 class MotorChain:
@@ -262,7 +263,8 @@ class MotorChain:
             if self._mode != "control":
                 return
             self._begin_stop(reason)
-        if immediate and self.calls.lock.acquire(blocking=False):
+        # mid-cycle, this chain's thread holds the bus for a few ms at most: wait that long
+        if immediate and self.calls.lock.acquire(timeout=IMMEDIATE_WAIT_S):
             try:
                 if self._mode == "stopping":
                     self._stopping_cycle(time.monotonic())

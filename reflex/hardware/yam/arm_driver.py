@@ -498,6 +498,8 @@ def calibrate_grippers(arms: list[YamArmDriver]) -> None:
         done: set[str] = set()
         t0 = time.monotonic()
         while len(done) < len(todo) and time.monotonic() - t0 < CALIBRATION_MAX_S:
+            for arm in arms:
+                arm.touch()  # an arm that needs no calibration is held meanwhile, not abandoned
             for arm in todo:
                 hist = history[arm.side]
                 hist.append(arm.push_gripper(sign * CALIBRATION_TORQUE))

@@ -78,8 +78,12 @@ class YamBimanual:
             for arm in self.arms:
                 self.powered = True
                 arm.enable(self.ctx.control_rate_hz)
+                for other in self.arms:
+                    other.touch()  # bringing up the next arm is not a silent runner
             self.enabled = True
             calibrate_grippers(self.arms)
+            for arm in self.arms:
+                arm.touch()
         except MotorError as exc:
             self._stop_all(f"bring-up failed: {exc}")
             raise SetupError("hardware.enable", str(exc)) from exc
