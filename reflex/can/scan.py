@@ -58,9 +58,13 @@ def probe(bus: can.BusABC, ids: Sequence[int], timeout_s: float = 0.02) -> dict[
     found: dict[int, int] = {}
     wanted = set(ids)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and len(found) < len(wanted):
+    while len(found) < len(wanted):
+        # replies that arrived are taken even past the deadline: after a scheduling stall they
+        # wait queued; only an empty bus at the deadline ends the probe
         msg = bus.recv(timeout=max(0.0, deadline - time.monotonic()))
-        if msg is None or len(msg.data) != 8 or msg.arbitration_id == SERVICE_ID:
+        if msg is None:
+            break
+        if len(msg.data) != 8 or msg.arbitration_id == SERVICE_ID:
             continue
         esc = msg.arbitration_id - REPLY_OFFSET
         if esc in wanted:
