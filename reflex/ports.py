@@ -113,6 +113,7 @@ class ActionChunk:
     t_requested: float
     t_received: float
     timing: dict[str, float] = field(default_factory=dict)  # e.g. server_ms, network_ms
+    request_id: str | None = None  # the server's id of the answer (remote targets), for its logs
 
     @property
     def horizon(self) -> int:

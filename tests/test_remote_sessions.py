@@ -90,6 +90,8 @@ def test_session_over_each_transport_is_ok(served: ServeProcess, tmp_path: Path,
     for chunk in chunks:
         timing = chunk["timing_ms"]
         assert timing["server_ms"] > 0 and timing["network_ms"] >= 0  # network vs server, per chunk
+    ids = [chunk["request_id"] for chunk in chunks]  # the server's id of each answer, for its logs
+    assert all(isinstance(i, str) and i for i in ids) and len(set(ids)) == len(ids), ids
 
 
 def test_wrong_key_stops_before_hardware_starts(served: ServeProcess, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ CHUNK: dict[str, Any] = {
         "names": {"type": "array", "items": {"type": "string"}},
         "actions": {"type": "array", "items": _VECTOR},
         "timing_ms": {"type": "object"},
+        "request_id": {"type": ["string", "null"]},
     },
 }
 

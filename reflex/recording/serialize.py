@@ -58,6 +58,7 @@ def chunk_dict(chunk: ActionChunk) -> dict[str, Any]:
         "t_received": chunk.t_received,
         "actions": np.asarray(chunk.actions).tolist(),
         "timing_ms": chunk.timing,
+        "request_id": chunk.request_id,
     }
 
 

@@ -19,6 +19,7 @@ class InferenceResult:
     actions: np.ndarray | None
     timing: dict[str, float]
     error: BaseException | None
+    request_id: str | None = None  # the server's id of this answer (remote targets)
 
 
 class InferenceWorker:
@@ -93,7 +94,10 @@ class InferenceWorker:
                 actions, timing = self._target.infer(obs)
             except BaseException as exc:  # reported to the control loop, which safe-stops
                 error = exc
-            result = InferenceResult(obs, t_requested, time.monotonic(), actions, timing, error)
+            # remote targets keep the id of their last answer; read here, by the thread that asked
+            request_id = getattr(self._target, "last_request_id", None) if error is None else None
+            result = InferenceResult(obs, t_requested, time.monotonic(), actions, timing, error,
+                                     request_id if isinstance(request_id, str) else None)
             with self._lock:
                 self._result = result
                 self._busy_since = None

@@ -194,6 +194,7 @@ class ControlLoop:
             t_requested=result.t_requested,
             t_received=result.t_received,
             timing=dict(result.timing),
+            request_id=result.request_id,
         )
         self.next_chunk_id += 1
         self.infer_ms.add((result.t_received - result.t_requested) * 1e3)

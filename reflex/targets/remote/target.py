@@ -28,6 +28,7 @@ class RemoteTarget:
         self.protocol = protocol
         self.stage = f"target ({transport.name})"
         self.info: TargetInfo | None = None
+        self.last_request_id: str | None = None  # the server's id of the last answer (recorded with the chunk)
 
     def connect(self) -> TargetInfo:
         def ready() -> TargetInfo:
@@ -52,6 +53,7 @@ class RemoteTarget:
 
         (rtt_ms, reply), retries = call_with_retry(self.spec, attempt, where)
         actions, server_ms = self.protocol.decode(reply, obs)
+        self.last_request_id = _request_id(reply)
         actions = self._checked(actions)
         timing = timing_dict(rtt_ms, server_ms, retries, encode_ms)
         if request.image_bytes is not None:
@@ -75,3 +77,10 @@ class RemoteTarget:
             )
         return chunk
 
+
+
+def _request_id(reply: Reply) -> str | None:
+    """``request_id`` of a reflex serve answer (any protocol), or None from other servers."""
+    body = reply.decoded()
+    value = body.get("request_id") if isinstance(body, dict) else None
+    return value[:128] if isinstance(value, str) else None
