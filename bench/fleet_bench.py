@@ -1,0 +1,341 @@
+"""Fleet benchmark: K simulated robots against one ``reflex serve``, with batching off, batching
+on, and Ray Serve with 2 model replicas.
+
+Each robot is an async client that sends a real-shaped observation (14-D state, one 96x128 RGB
+camera as a uint8 array, msgpack, as the http target sends it) at a fixed chunk rate, waits for
+its chunk and sends the next one at the next tick (at once if the answer came late). Not full
+``connect`` sessions: this measures the server. The model is an ONNX MLP built here in the export
+format (the demo export's manifest with a heavier ``model.onnx``), sized so one inference takes
+~10-30 ms on a small CPU, i.e. so that batching matters.
+
+Every server runs as a real ``reflex serve`` subprocess. Reported per backend and K: throughput
+(chunks/s), p50/p99 latency, refusals (429) and errors; then the targets at K=16:
+batching >= 2x the throughput of no batching, and p99 <= 2.5x the single-robot p50 (no
+batching, K=1, measured in the same run). The bench also checks that a robot's chunk from the
+batching server is bit-identical to the one from the unbatched server.
+
+Usage: python bench/fleet_bench.py [--robots 1,4,16,32] [--seconds 4] [--rate-hz 10] [--no-ray] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from reflex.wire.msgpack_numpy import packb, unpackb  # noqa: E402
+
+STATE_DIM, CHUNK, HEIGHT, WIDTH = 14, 50, 96, 128
+HIDDEN = 512
+
+
+def build_heavy_export(out: Path) -> Path:
+    """The demo export's manifest with an MLP of ~15M weights: image -> hidden -> chunk + noise."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    demo = REPO / "reflex" / "demo" / "exports" / "demo"
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((demo / "reflex_config.json").read_text())
+    manifest["name"] = "fleet-bench-mlp"
+    manifest["description"] = "Benchmark model built by bench/fleet_bench.py (untrained MLP)."
+    manifest["parity"] = None
+    rng = np.random.default_rng(0)
+    pixels = 3 * HEIGHT * WIDTH
+    weights = {
+        "w1": (rng.standard_normal((pixels, HIDDEN)) / np.sqrt(pixels)).astype(np.float32),
+        "w2": (rng.standard_normal((HIDDEN + STATE_DIM, HIDDEN)) / np.sqrt(HIDDEN)).astype(np.float32),
+        "w3": (rng.standard_normal((HIDDEN, CHUNK * STATE_DIM)) * 0.01).astype(np.float32),
+        "flat": np.array([-1, pixels], dtype=np.int64),
+        "chunk_shape": np.array([-1, CHUNK, STATE_DIM], dtype=np.int64),
+        "noise_scale": np.array(0.05, dtype=np.float32),
+    }
+    nodes = [
+        helper.make_node("Reshape", ["image", "flat"], ["x"]),
+        helper.make_node("MatMul", ["x", "w1"], ["h1_pre"]),
+        helper.make_node("Relu", ["h1_pre"], ["h1"]),
+        helper.make_node("Concat", ["h1", "state"], ["h1s"], axis=1),
+        helper.make_node("MatMul", ["h1s", "w2"], ["h2_pre"]),
+        helper.make_node("Relu", ["h2_pre"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w3"], ["y"]),
+        helper.make_node("Reshape", ["y", "chunk_shape"], ["y3"]),
+        helper.make_node("Mul", ["noise", "noise_scale"], ["n"]),
+        helper.make_node("Add", ["y3", "n"], ["actions"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "fleet_bench_mlp",
+        [
+            helper.make_tensor_value_info("state", TensorProto.FLOAT, ["batch", STATE_DIM]),
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, HEIGHT, WIDTH]),
+            helper.make_tensor_value_info("noise", TensorProto.FLOAT, ["batch", CHUNK, STATE_DIM]),
+        ],
+        [helper.make_tensor_value_info("actions", TensorProto.FLOAT, ["batch", CHUNK, STATE_DIM])],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(out / "model.onnx"))
+    (out / "reflex_config.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def single_inference_ms(export: Path, n: int = 20) -> tuple[float, float]:
+    """(p50 ms of one observation, p50 ms per observation in a batch of 16), in this process."""
+    from reflex.serve.model import load_onnx_export
+
+    policy, _ = load_onnx_export(str(export))
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    one = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        policy.predict(np.zeros(STATE_DIM), {"top": img}, i)
+        one.append(time.perf_counter() - t0)
+    many = []
+    for _ in range(max(3, n // 4)):
+        t0 = time.perf_counter()
+        policy.predict_batch(np.zeros((16, STATE_DIM)), {"top": np.stack([img] * 16)}, list(range(16)))  # type: ignore[attr-defined]
+        many.append((time.perf_counter() - t0) / 16)
+    return float(np.median(one)) * 1e3, float(np.median(many)) * 1e3
+
+
+class Server:
+    """``reflex serve`` as a subprocess; stopped with SIGTERM, then SIGKILL to its process group."""
+
+    def __init__(self, export: Path, args: list[str], env: dict[str, str], timeout_s: float) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="fb")
+        self.log = open(os.path.join(self.tmp, "serve.err"), "w+")  # noqa: SIM115 (closed in stop)
+        full_env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": self.tmp, **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "reflex", "serve", str(export), "--port", "0", "--no-webrtc", *args],
+            stdout=subprocess.PIPE, stderr=self.log, text=True, env=full_env, cwd=REPO, start_new_session=True,
+        )
+        self.port = self._wait(timeout_s)
+
+    def _wait(self, timeout_s: float) -> int:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout_s
+        port = None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                line = self.proc.stdout.readline()
+                if "listening on" in line:
+                    port = int(line.strip().rsplit(":", 1)[1])
+                    break
+        if port is not None:
+            import urllib.request
+
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as resp:
+                        if resp.status == 200:
+                            return port
+                except OSError:
+                    pass
+                time.sleep(0.2)
+        self.log.seek(0)
+        err = self.log.read()[-2000:]
+        self.stop()
+        raise RuntimeError(f"server did not start: {err}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(90)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # whatever Ray left in the session
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def observation(robot: int, seq: int) -> bytes:
+    rng = np.random.default_rng(robot * 100003 + seq)
+    return packb({
+        "state": rng.uniform(-0.5, 0.5, STATE_DIM),
+        "images": {"top": rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)},
+        "step": seq,
+        "request_id": f"r{robot}-{seq}",
+    })
+
+
+async def run_fleet(port: int, robots: int, seconds: float, rate_hz: float) -> dict[str, Any]:
+    """K robots, each on its own connection, one chunk request per tick (or at once when late)."""
+    import aiohttp
+
+    period = 1.0 / rate_hz
+    latencies: list[float] = []
+    refused = errors = 0
+    bodies = [[observation(r, s) for s in range(8)] for r in range(robots)]  # encoded up front
+    url = f"http://127.0.0.1:{port}/act"
+    headers = {"Content-Type": "application/msgpack"}
+
+    async def robot(index: int, session: aiohttp.ClientSession, t_end: float) -> None:
+        nonlocal refused, errors
+        tick = time.perf_counter() + (index / max(1, robots)) * period  # robots out of phase
+        seq = 0
+        while True:
+            delay = tick - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if time.perf_counter() >= t_end:
+                return
+            t0 = time.perf_counter()
+            try:
+                async with session.post(url, data=bodies[index][seq % 8], headers=headers) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        latencies.append(time.perf_counter() - t0)
+                    elif resp.status == 429:
+                        refused += 1
+                    else:
+                        errors += 1
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                errors += 1
+            seq += 1
+            tick = max(tick + period, time.perf_counter())
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    sessions = [aiohttp.ClientSession(timeout=timeout) for _ in range(robots)]
+    try:
+        # warm-up: every robot's connection opened and one chunk served
+        await asyncio.gather(*(s.post(url, data=bodies[i][0], headers=headers) for i, s in enumerate(sessions)))
+        t_start = time.perf_counter()
+        t_end = t_start + seconds
+        await asyncio.gather(*(robot(i, s, t_end) for i, s in enumerate(sessions)))
+        elapsed = time.perf_counter() - t_start
+    finally:
+        await asyncio.gather(*(s.close() for s in sessions))
+    lat = np.asarray(latencies) * 1e3
+    return {
+        "robots": robots,
+        "chunks_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "refused": refused,
+        "errors": errors,
+        "n": len(latencies),
+    }
+
+
+def same_chunks(plain_port: int, batched_port: int, robots: int = 8) -> bool:
+    """Each robot's chunk from the batching server (sent concurrently) equals the unbatched one."""
+    import aiohttp
+
+    async def fetch(port: int, concurrent: bool) -> list[bytes]:
+        async with aiohttp.ClientSession() as session:
+            async def one(r: int) -> bytes:
+                async with session.post(f"http://127.0.0.1:{port}/act", data=observation(r, 3),
+                                        headers={"Content-Type": "application/msgpack"}) as resp:
+                    return np.asarray(unpackb(await resp.read())["actions"]).tobytes()
+            if concurrent:
+                return list(await asyncio.gather(*(one(r) for r in range(robots))))
+            return [await one(r) for r in range(robots)]
+
+    return asyncio.run(fetch(plain_port, False)) == asyncio.run(fetch(batched_port, True))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--robots", default="1,4,16,32", help="K values, comma-separated")
+    parser.add_argument("--seconds", type=float, default=4.0, help="measured time per K and backend")
+    parser.add_argument("--rate-hz", type=float, default=10.0, help="chunk requests per robot per second")
+    parser.add_argument("--max-batch", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--no-ray", action="store_true", help="skip the Ray Serve backend")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    ks = [int(k) for k in args.robots.split(",")]
+    most = max(ks)
+
+    work = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
+    export = build_heavy_export(work / "export")
+    one_ms, batched_ms = single_inference_ms(export)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; model: MLP {3 * HEIGHT * WIDTH}->{HIDDEN}->"
+          f"{CHUNK}x{STATE_DIM}; one inference {one_ms:.1f} ms, per observation in a batch of 16 "
+          f"{batched_ms:.1f} ms (in-process)", flush=True)
+
+    common = ["--max-concurrent", str(2 * most)]
+    backends: list[tuple[str, list[str], dict[str, str], float]] = [
+        ("batching off", ["--max-batch", "1", *common], {}, 60.0),
+        ("batching on", ["--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *common], {},
+         60.0),
+    ]
+    if not args.no_ray:
+        backends.append((
+            "ray serve, 2 replicas",
+            ["--backend", "ray", "--replicas", "2", "--max-batch", str(args.max_batch // 2),
+             "--max-wait-ms", str(args.max_wait_ms), "--max-concurrent", str(4 * most)],
+            {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}, 300.0,
+        ))
+    results: dict[str, list[dict[str, Any]]] = {}
+    identical: bool | None = None
+    ports: dict[str, int] = {}
+    servers: dict[str, Server] = {}
+    try:
+        for name, server_args, env, timeout_s in backends:
+            server = Server(export, server_args, env, timeout_s)
+            servers[name], ports[name] = server, server.port
+            if name == "batching on":
+                identical = same_chunks(ports["batching off"], server.port)
+            results[name] = []
+            for k in ks:
+                row = asyncio.run(run_fleet(server.port, k, args.seconds, args.rate_hz))
+                results[name].append(row)
+                print(f"{name:24s} K={k:3d}: {row['chunks_per_s']:7.1f} chunks/s  p50 {row['p50_ms']:7.1f} ms  "
+                      f"p99 {row['p99_ms']:7.1f} ms  refused {row['refused']}  errors {row['errors']}", flush=True)
+            if name != "batching off":
+                server.stop()
+                servers.pop(name)
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def at(name: str, k: int) -> dict[str, Any] | None:
+        return next((r for r in results.get(name, []) if r["robots"] == k), None)
+
+    print("\n| backend | K | chunks/s | p50 ms | p99 ms | 429s |\n|---|---|---|---|---|---|")
+    for name, rows in results.items():
+        for r in rows:
+            print(f"| {name} | {r['robots']} | {r['chunks_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                  f"{r['refused']} |")
+    base, off16, on16 = at("batching off", 1), at("batching off", 16), at("batching on", 16)
+    summary: dict[str, Any] = {"one_inference_ms": one_ms, "batched_per_obs_ms": batched_ms,
+                               "batched_identical": identical, "results": results}
+    if base and off16 and on16:
+        speedup = on16["chunks_per_s"] / off16["chunks_per_s"]
+        tail = on16["p99_ms"] / base["p50_ms"]
+        summary.update(speedup_k16=speedup, p99_over_single_p50_k16=tail)
+        print(f"\nK=16: batching gives {speedup:.2f}x the throughput of no batching (target >= 2); "
+              f"p99 with batching {on16['p99_ms']:.1f} ms = {tail:.2f}x the single-robot p50 "
+              f"{base['p50_ms']:.1f} ms (target <= 2.5)")
+    print(f"batched chunks bit-identical to unbatched: {identical}")
+    if args.json:
+        print(json.dumps(summary, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
