@@ -106,6 +106,7 @@ def test_full_queue_is_429_with_retry_after_and_the_server_recovers() -> None:
         status, body, headers = post(srv.port, robot_request(3))
         assert (status, body["error"]["code"]) == (429, "overloaded") and int(headers["Retry-After"]) >= 1
         assert host.in_flight == 3  # the refused request took no slot
+        assert host.queue_depth >= 1  # a batch holds at most 2: the third waits in the queue
         gate.set()
         assert [f.result(30)[0] for f in admitted] == [200, 200, 200]
         wait_for(lambda: host.in_flight == 0, "the queue to drain")

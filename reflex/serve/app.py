@@ -39,7 +39,7 @@ def create_app(host: PolicyHost, options: ServeOptions) -> web.Application:
         app[metrics.METRICS_KEY] = host.observer = metrics.ServeMetrics(
             state=lambda: host.state,
             robots=lambda: {"websocket": len(sockets.open), "webrtc": len(peers.open)},
-            queue_depth=lambda: host.batcher.depth if host.batcher is not None else 0,
+            queue_depth=lambda: host.queue_depth,
         )
     if options.webrtc:
         if webrtc_api.webrtc_available():

@@ -112,6 +112,11 @@ class PolicyHost:
     def ready(self) -> bool:
         return self.state == "ready"
 
+    @property
+    def queue_depth(self) -> int:
+        """Requests admitted but not yet computing (without batching: all but the one running)."""
+        return self.batcher.depth if self.batcher is not None else max(0, self.in_flight - 1)
+
     def require_ready(self) -> ModelInfo:
         if self.state != "ready" or self.info is None:
             detail = f": {self.error}" if self.error else ""
@@ -191,7 +196,7 @@ class PolicyHost:
             "in_flight": self.in_flight,
             "max_concurrent": self.max_concurrent,
             "max_batch": self.max_batch,
-            "queue_depth": self.batcher.depth if self.batcher is not None else 0,
+            "queue_depth": self.queue_depth,
             "served": self.served,
             "refused": self.refused,
             "uptime_s": round(time.monotonic() - self.t_start, 3),
