@@ -2,7 +2,8 @@
 
 This module is the mode machine and the thread; the parts it drives each live in their own
 module: :mod:`reflex.can.wire` (one exchange of frames and replies), :mod:`reflex.can.readings`
-(the state cache), :mod:`reflex.can.shaping` (the pure control law), :mod:`reflex.can.stop`
+(the state cache), :mod:`reflex.can.operations` (one-shot bring-up and disable operations),
+:mod:`reflex.can.shaping` (the pure control law), :mod:`reflex.can.stop`
 (what a safe stop sends) and :mod:`reflex.can.calls` (blocking operations run on the thread).
 
 Modes of the thread:
@@ -37,17 +38,13 @@ from reflex.can.calls import OwnerCalls
 from reflex.can.codec import (
     Feedback,
     MitCommand,
-    Special,
-    decode_feedback,
     pack_mit,
-    parse_register_message,
     refresh_request,
-    register_request,
-    special_frame,
 )
-from reflex.can.faults import MotorError, MotorFault, MotorSilent, MotorStatus, is_fault, status_text
+from reflex.can.faults import MotorError, MotorStatus, is_fault, status_text
+from reflex.can.operations import Operations
 from reflex.can.readings import ChainState, MotorReading
-from reflex.can.registers import REGISTER_SERVICE_ID, RegisterCmd, decode_value, encode_value
+from reflex.can.registers import REGISTER_SERVICE_ID, RegisterCmd
 from reflex.can.shaping import JointControl, Measured, Shaped, feedforward_velocity, shape
 from reflex.can.stop import SUPPORT_STILL_RAD_S, SUPPORT_TAU_S, StopPlan, spring_torque, support_torque
 from reflex.can.wire import ChainMotor, ChainStats, ChainTiming, Replies, Request, Strategy, Wire
@@ -99,6 +96,7 @@ class MotorChain:
         self.plan = stop_plan or StopPlan()
         self.wire = Wire(bus, self.motors, self.timing, strategy)
         self.readings = self.wire.readings
+        self.ops = Operations(self.wire)
         self.calls = OwnerCalls(name)
         self._state_lock = threading.Lock()
         self._stop_thread = threading.Event()
@@ -136,23 +134,17 @@ class MotorChain:
     # ================================================================== blocking operations
     def refresh(self) -> list[Feedback]:
         """Read every motor once without changing anything; raises naming a silent motor."""
-        reqs = [Request(i, REGISTER_SERVICE_ID, refresh_request(m.esc_id)) for i, m in enumerate(self.motors)]
-        got = self.calls.call(lambda: self.wire.transact(reqs, absorb=True, setup=True))
-        self._raise_missing(got, "no reply to a refresh (0x7FF, CMD 0xCC)")
-        return [decode_feedback(got[i][0], m.motor) for i, m in enumerate(self.motors)]
+        return self.calls.call(self.ops.refresh)
 
     def read_register(self, index: int, rid: int) -> float | int:
-        return self._register(index, RegisterCmd.READ, rid)
+        return self.calls.call(lambda: self.ops.register(index, RegisterCmd.READ, rid))
 
     def write_register(self, index: int, rid: int, value: float | int) -> float | int:
-        echoed = self._register(index, RegisterCmd.WRITE, rid, encode_value(rid, value))
-        if echoed != decode_value(rid, encode_value(rid, value)):
-            raise MotorError(self.motors[index].where, f"register {rid} write echoed {echoed}, sent {value}")
-        return echoed
+        return self.calls.call(lambda: self.ops.write_register(index, rid, value))
 
     def enable_all(self) -> list[Feedback]:
         """FC to every motor; each must answer 'enabled'. Used only by an explicit bring-up."""
-        return self._special_all(Special.ENABLE, "enable (FC)")
+        return self.calls.call(self.ops.enable_all)
 
     def disable_all(self) -> list[str]:
         """FD to every motor, with retries; returns the motors that still answer 'enabled'.
@@ -161,19 +153,8 @@ class MotorChain:
         return self.calls.call(self._disable_confirmed)
 
     def clear_errors(self, indices: Sequence[int]) -> None:
-        """FB to the given motors. Whether a motor answers FB is not established: any reply is
-        read and dropped, none is waited for beyond one reply timeout."""
-
-        def run() -> None:
-            for i in indices:
-                self.wire.send(self.motors[i].esc_id, special_frame(Special.CLEAR_ERROR))
-            t = self.timing
-            deadline = time.monotonic() + t.setup_timeout_s + len(indices) * 2 * t.frame_s
-            while time.monotonic() < deadline:
-                if self.wire.recv_any(max(0.0, deadline - time.monotonic())) is None:
-                    break
-
-        self.calls.call(run)
+        """FB to the given motors (a latched fault's first step back; never done on a fault)."""
+        self.calls.call(lambda: self.ops.clear_errors(indices))
 
     # ================================================================== the thread
     def start(self) -> None:
@@ -430,21 +411,8 @@ class MotorChain:
         self.stopped.set()
 
     def _disable_confirmed(self) -> list[str]:
-        """FD until every motor answered 'not enabled', or ``stop_disable_s`` ran out."""
-        todo = list(range(len(self.motors)))
-        answered: set[int] = set()
-        deadline = time.monotonic() + self.timing.stop_disable_s
-        while todo:
-            reqs = [Request(i, self.motors[i].esc_id, special_frame(Special.DISABLE)) for i in todo]
-            got = self.wire.transact(reqs, absorb=True, setup=True)
-            answered.update(got)
-            todo = [i for i in todo if i not in got or self.readings[i].status == MotorStatus.ENABLED]
-            if time.monotonic() > deadline:
-                break
-        # answered "enabled" to FD: a failed stop. Never answered: cannot confirm (its own
-        # watchdog will damp it), reported separately.
-        self.still_enabled = [self.motors[i].where for i in todo if i in answered]
-        self.unconfirmed = [self.motors[i].where for i in todo if i not in answered]
+        outcome = self.ops.disable_confirmed()
+        self.still_enabled, self.unconfirmed = outcome.still_enabled, outcome.unconfirmed
         self.disabled_ok = not self.still_enabled
         return self.still_enabled
 
@@ -519,37 +487,5 @@ class MotorChain:
         if len(controls) != len(self.motors):
             raise ValueError(f"{self.name}: {len(controls)} joint controls for {len(self.motors)} motors")
 
-    def _register(self, index: int, cmd: RegisterCmd, rid: int, value: bytes = b"\0\0\0\0") -> float | int:
-        m = self.motors[index]
-        req = Request(index, REGISTER_SERVICE_ID, register_request(m.esc_id, cmd, rid, value), (cmd, rid))
-
-        def run() -> float | int:
-            self.wire.last_register[index] = (int(cmd), rid)
-            got = self.wire.transact([req], absorb=False, setup=True)
-            if index not in got:
-                raise MotorSilent(m.where, f"no reply to register {cmd.name.lower()} of register {rid}")
-            parsed = parse_register_message(got[index][0])
-            assert parsed is not None
-            return decode_value(rid, parsed.value)
-
-        return self.calls.call(run)
-
-    def _special_all(self, special: Special, label: str) -> list[Feedback]:
-        want = MotorStatus.ENABLED if special is Special.ENABLE else None
-        reqs = [Request(i, m.esc_id, special_frame(special), want_status=want) for i, m in enumerate(self.motors)]
-        got = self.calls.call(lambda: self.wire.transact(reqs, absorb=True, setup=True))
-        self._raise_missing(got, f"no reply to {label}")
-        out = [decode_feedback(got[i][0], m.motor) for i, m in enumerate(self.motors)]
-        for m, fb in zip(self.motors, out, strict=True):
-            if fb.status != MotorStatus.ENABLED:
-                if is_fault(fb.status):
-                    raise MotorFault(m.where, fb.status)
-                raise MotorError(m.where, f"{label} answered {status_text(fb.status)}")
-        return out
-
-    def _raise_missing(self, got: Replies, message: str) -> None:
-        for i, m in enumerate(self.motors):
-            if i not in got:
-                raise MotorSilent(m.where, f"{message} after {1 + self.timing.setup_retries} tries")
 
 
