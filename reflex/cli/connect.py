@@ -30,6 +30,10 @@ def connect(
     no_record: bool = typer.Option(
         False, "--no-record", help="Disable recording (same as REFLEX_NO_RECORD=1)."
     ),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Append episodes to the interrupted LeRobot recording in --record DIR (docs/episodes.md).",
+    ),
     api_key: str | None = typer.Option(
         None, "--api-key", envvar="REFLEX_API_KEY", help="API key for remote targets.", show_default=False
     ),
@@ -65,7 +69,7 @@ def connect(
     try:
         try:
             gate.act_on_early_signals()
-            payload = _run(config, record, formats, no_record, api_key, verbose, check, gate, as_json, view)
+            payload = _run(config, record, formats, no_record, api_key, verbose, check, gate, as_json, view, resume)
         except ConfigError as exc:
             payload = {
                 "ok": False,
@@ -87,7 +91,7 @@ def connect(
 
 def _run(
     config: Path, record: str | None, formats: str | None, no_record: bool, api_key: str | None,
-    verbose: bool, check: bool, gate: Any, as_json: bool, view: str | None = None,
+    verbose: bool, check: bool, gate: Any, as_json: bool, view: str | None = None, resume: bool = False,
 ) -> dict[str, Any]:
     from reflex.config.overrides import parse_formats
 
@@ -103,7 +107,7 @@ def _run(
     sinks = [_live_view(view, config)] if view is not None else []
     result = run_session_file(
         config, record_dir=record, formats=format_list, no_record=no_record, api_key=api_key,
-        verbose=verbose, gate=gate, watchers=watchers, sinks=sinks,  # type: ignore[arg-type]
+        verbose=verbose, gate=gate, watchers=watchers, sinks=sinks, resume=resume,  # type: ignore[arg-type]
     )
     return result.to_json()
 

@@ -52,8 +52,11 @@ class RecordingLock:
         self._fd = None
 
 
-def claim_recording_dir(directory: Path, session_id: str) -> RecordingLock:
-    """Create (if needed) and lock ``directory`` for ``session_id``. Raises RecordingDirRefused."""
+def claim_recording_dir(directory: Path, session_id: str, resume: bool = False) -> RecordingLock:
+    """Create (if needed) and lock ``directory`` for ``session_id``. Raises RecordingDirRefused.
+
+    ``resume`` (``reflex connect --resume``) is the one way into a directory that holds a
+    recording: it must hold one, and the same lock keeps every other session out."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -83,7 +86,12 @@ def claim_recording_dir(directory: Path, session_id: str) -> RecordingLock:
         os.close(fd)  # the owner created it a moment ago and has not written it yet
         raise RecordingDirRefused(f"{directory} is being claimed by another session right now")
     manifest = read_json(directory / MANIFEST)
-    if (directory / MANIFEST).exists():
+    if resume and not (directory / MANIFEST).exists():
+        os.close(fd)
+        if fresh:
+            lock.unlink(missing_ok=True)
+        raise RecordingDirRefused(f"{directory} holds no recording to resume (no {MANIFEST})")
+    if (directory / MANIFEST).exists() and not resume:
         os.close(fd)
         if fresh:
             lock.unlink(missing_ok=True)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from reflex.config.episodes import EpisodesConfig
     from reflex.ports import Hardware
     from reflex.recording.hub import RecordingHub
+    from reflex.recording.lerobot.resume import ResumePlan
     from reflex.runtime.loop import ControlLoop
     from reflex.runtime.signals import SignalGate
 
@@ -52,6 +53,7 @@ class EpisodesReport:
     planned: int
     episodes: list[EpisodeRecord] = field(default_factory=list)
     stopped_by: str | None = None  # "operator" / "signal" / "input ended"
+    resumed: int | None = None  # --resume: episodes the recording already held
 
     def kept(self) -> list[EpisodeRecord]:
         return [e for e in self.episodes if e.outcome != "re-record"]
@@ -68,6 +70,7 @@ class EpisodesReport:
             "failures": len(judged) - successes,
             "successRate": round(successes / len(judged), 4) if judged else None,
             "stoppedBy": self.stopped_by,
+            "resumedAfter": self.resumed,
             "outcomes": [e.to_json() for e in self.episodes],
         }
 
@@ -86,7 +89,7 @@ class EpisodeRunner:
         first_chunk_timeout_s: float,
         motors_live: Callable[[], bool],
         lines: LineReader | None = None,
-        first_index: int = 0,
+        resume: ResumePlan | None = None,
     ) -> None:
         self.config = config
         self.loop = loop
@@ -97,10 +100,17 @@ class EpisodeRunner:
         self.steps = config.steps_at(rate_hz)
         self.first_chunk_timeout_s = first_chunk_timeout_s
         self.motors_live = motors_live
-        self.first_index = first_index
+        self.first_index = 0 if resume is None else resume.next_index
+        self.first_take = 0 if resume is None else resume.next_take
         needs_input = config.labels == "stdin" or config.reset.kind == "wait"
         self.lines = lines if lines is not None or not needs_input else LineReader()
         self.report = EpisodesReport(planned=config.count)
+        if resume is not None:  # the episodes already recorded count toward the result
+            self.report.resumed = len(resume.episodes)
+            self.report.episodes = [
+                EpisodeRecord(int(e["index"]), int(e["take"]), str(e.get("task", "")), int(e.get("steps", 0)),
+                              e.get("outcome")) for e in resume.episodes
+            ]
 
     def task(self, index: int) -> str:
         return self.config.task_for(index, self.default_task)
@@ -108,7 +118,7 @@ class EpisodeRunner:
     def prepare_first(self) -> None:
         """Before the first chunk is primed: the first episode's task and take."""
         self.loop.task = self.task(self.first_index)
-        self.loop.episode = 0
+        self.loop.episode = self.first_take
 
     # -- the episodes -----------------------------------------------------------------------
     def run(self) -> Incident | None:
@@ -121,9 +131,9 @@ class EpisodeRunner:
             self.loop.collector.stop()
 
     def _episodes(self) -> Incident | None:
-        index, take = self.first_index, 0
+        index, take = self.first_index, self.first_take
         while index < self.config.count:
-            if take > 0:
+            if take > self.first_take:
                 incident = self._between(index, take)
                 if incident is not None or self._stopping():
                     return incident
@@ -148,7 +158,7 @@ class EpisodeRunner:
             take += 1
             if outcome == "re-record":
                 self._event("episode_discarded", f"episode {index} take {record.take} discarded", record)
-                if take - (index - self.first_index) > MAX_RERECORDS:
+                if take - self.first_take - (index - self.first_index) > MAX_RERECORDS:
                     self.report.stopped_by = "operator"
                     return None
                 continue

@@ -42,6 +42,7 @@ from reflex.runtime.target_fit import RobotSide, target_mismatches
 if TYPE_CHECKING:
     from reflex.config.session import SessionConfig
     from reflex.recording.dir_lock import RecordingLock
+    from reflex.recording.lerobot.resume import ResumePlan
 
 RECORDER_CLOSE_S = 30.0
 FORCED_EXIT_FLUSH_S = 2.0
@@ -67,6 +68,7 @@ class RunOptions:
     api_key: str | None = None
     verbose: bool = False
     watchers: list[SessionWatcher] = field(default_factory=list)
+    resume: bool = False  # append episodes to the interrupted recording in record_dir
     # more consumers of the recording stream (the live viewer): fed like recorders, from the hub
     sinks: list[Recorder] = field(default_factory=list)
 
@@ -82,6 +84,7 @@ def run_session_file(
     gate: SignalGate | None = None,
     watchers: list[SessionWatcher] | None = None,
     sinks: list[Recorder] | None = None,
+    resume: bool = False,
 ) -> SessionResult:
     """Load ``path`` and run the session. Raises ConfigError for bad input (exit code 2)."""
     from reflex.config.loader import load_session_config
@@ -90,7 +93,8 @@ def run_session_file(
     path = Path(path)
     config = load_session_config(path)
     config = apply_record_overrides(config, str(path), formats)
-    options = RunOptions(record_dir, formats, no_record, api_key, verbose, list(watchers or []), list(sinks or []))
+    options = RunOptions(record_dir, formats, no_record, api_key, verbose, list(watchers or []),
+                         resume=resume, sinks=list(sinks or []))
     return Session(config, path, options, gate).run()
 
 
@@ -133,6 +137,7 @@ class Session:
         self._enable_failed = False
         self._hardware_closed = False
         self._record_lock: RecordingLock | None = None
+        self._resume: ResumePlan | None = None
         self._owns_signals = False
         self._t_start = 0.0
         self._report: LoopReport | None = None
@@ -236,7 +241,7 @@ class Session:
             self.episodes = EpisodeRunner(
                 cfg.episodes, self.loop, self.hardware, self.hub, self.gate, default_task=cfg.task,
                 rate_hz=cfg.control_rate_hz, first_chunk_timeout_s=cfg.safety.first_chunk_timeout_s,
-                motors_live=lambda: self.enabled,
+                motors_live=lambda: self.enabled, resume=self._resume,
             )
             self.episodes.prepare_first()
         self.loop.prime(cfg.safety.first_chunk_timeout_s)  # motors stay off until this succeeds
@@ -295,17 +300,30 @@ class Session:
 
     def _claim_recording_dir(self) -> None:
         cfg, opts = self.config, self.options
+        from reflex.errors import ConfigError, ConfigIssue
+
+        if opts.resume:
+            problem = _resume_problem(cfg, opts)
+            if problem:
+                raise ConfigError(str(self.path), [ConfigIssue("--resume", problem)])
         if opts.no_record or not cfg.record.enabled:
             return
-        from reflex.errors import ConfigError, ConfigIssue
         from reflex.recording.dir_lock import RecordingDirRefused, claim_recording_dir
+        from reflex.recording.lerobot.resume import ResumeRefused, plan_resume
 
         directory = recording_dir(opts.record_dir or cfg.record.dir, self.session_id, opts.api_key)
+        where = "--record" if opts.record_dir else ("record.dir" if cfg.record.dir else "recording directory")
         try:
-            self._record_lock = claim_recording_dir(directory, self.session_id)
+            self._record_lock = claim_recording_dir(directory, self.session_id, resume=opts.resume)
         except RecordingDirRefused as exc:
-            where = "--record" if opts.record_dir else ("record.dir" if cfg.record.dir else "recording directory")
             raise ConfigError(str(self.path), [ConfigIssue(where, str(exc))]) from None
+        if opts.resume:
+            try:
+                self._resume = plan_resume(directory / "lerobot")
+            except ResumeRefused as exc:
+                self._record_lock.release()
+                self._record_lock = None
+                raise ConfigError(str(self.path), [ConfigIssue("--resume", str(exc))]) from None
 
     def _start_recording(self) -> None:
         cfg, opts = self.config, self.options
@@ -336,6 +354,9 @@ class Session:
             build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
             if directory is not None else []
         )
+        for recorder in recorders:
+            if self._resume is not None and hasattr(recorder, "resume"):
+                recorder.resume = True
         self.hub = RecordingHub(
             recorders, meta, cfg.record.queue_size, directory, int(cfg.record.queue_budget_mb * 2**20),
             sinks=opts.sinks,
@@ -464,3 +485,16 @@ class Session:
             self.result.errors.append(f"record: {failure}")
         for name in unfinished:
             self.result.errors.append(f"record: {name}: not finished within the close timeout")
+
+
+def _resume_problem(cfg: SessionConfig, opts: RunOptions) -> str | None:
+    """--resume appends episodes to one LeRobot dataset in a named directory, nothing else."""
+    if cfg.episodes is None:
+        return "--resume appends episodes: the session needs an episodes block"
+    if opts.no_record or not cfg.record.enabled:
+        return "--resume appends to a recording: recording is off"
+    if not (opts.record_dir or cfg.record.dir):
+        return "--resume needs the recording to continue: give --record DIR (or record.dir)"
+    if list(cfg.record.formats) != ["lerobot"]:
+        return f"--resume appends LeRobot episodes: record.formats must be [lerobot], not {cfg.record.formats}"
+    return None

@@ -40,15 +40,27 @@ class RowJournal:
     """Buffers rows in columns and appends them as one record batch per :meth:`flush`."""
 
     def __init__(
-        self, path: Path, features: dict[str, dict[str, Any]], binary_columns: list[str] | None = None
+        self, path: Path, features: dict[str, dict[str, Any]], binary_columns: list[str] | None = None,
+        keep: pa.Table | None = None,
     ) -> None:
+        """``keep``: rows of an interrupted recording to start from (``--resume``). They go to a
+        new file that replaces ``path`` only once complete and synced: a crash meanwhile leaves
+        the old journal as it was."""
         self.path = path
         self.features = features
         self.schema = journal_schema(features, binary_columns)
-        self._fh: IO[bytes] = path.open("wb")
+        fresh = path.with_name(path.name + ".resume") if keep is not None else path
+        self._fh: IO[bytes] = fresh.open("wb")
         self._writer = pa.ipc.new_stream(self._fh, self.schema)
         self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self.rows_written = 0
+        if keep is not None:
+            if keep.num_rows:
+                self._writer.write_table(keep.select(self.schema.names).cast(self.schema))
+            self.rows_written = keep.num_rows
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            os.replace(fresh, path)  # the open file is the journal now
 
     def append(self, row: dict[str, Any]) -> None:
         for name, values in self._columns.items():

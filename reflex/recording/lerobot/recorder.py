@@ -57,6 +57,7 @@ class LeRobotRecorder:
         self._take: int | None = None  # episodes sessions: the take being recorded (StepRecord.episode)
         self._takes: dict[int, list[int]] = {}  # take -> its journal episodes
         self._discarded: list[int] = []  # journal episodes of re-recorded takes
+        self.resume = False  # --resume: append to the interrupted recording in this directory
 
     # -- Recorder port -------------------------------------------------------------------
     def open(self, meta: SessionMeta) -> None:
@@ -72,7 +73,7 @@ class LeRobotRecorder:
             raise ValueError(
                 f"control_rate_hz: LeRobot datasets need a whole number of frames per second, got {fps}"
             )
-        if self.root.exists() and any(self.root.iterdir()):
+        if not self.resume and self.root.exists() and any(self.root.iterdir()):
             raise FileExistsError(f"{self.root}: already holds a recording")
         self._meta = meta
         self._fps = round(fps)
@@ -80,9 +81,19 @@ class LeRobotRecorder:
         self._joints = list(meta.joint_names)
         self._cameras = list(meta.camera_names) if self.images else []
         features = L.vector_features(self._joints, self._cameras)
+        keep = self._resume_rows(features) if self.resume else None
         (self.root / L.PARTIAL_DIR).mkdir(parents=True, exist_ok=True)
         (self.root / L.SIDECAR_DIR).mkdir(parents=True, exist_ok=True)
         target = meta.target
+        if not self.resume:
+            self._write_status(features, meta, target)
+        binary = [L.image_key(c) for c in self._cameras] if self.lossless else []
+        self._journal = RowJournal(self.root / L.JOURNAL_FILE, features, binary, keep=keep)
+        self._start_encoders()
+        for key, rel in (("events", L.EVENTS_FILE), ("chunks", L.CHUNKS_FILE)):
+            self._sidecars[key] = _open_sidecar(self.root / rel, append=self.resume)
+
+    def _write_status(self, features: dict[str, Any], meta: SessionMeta, target: Any) -> None:
         write_json_atomic(self.root / L.STATUS_FILE, {
             "schema": "reflex.lerobot/1",
             "status": "recording",
@@ -96,11 +107,32 @@ class LeRobotRecorder:
             "model_hash": None if target is None else target.model_hash,
             "seed": None if target is None else target.seed,
         })
-        binary = [L.image_key(c) for c in self._cameras] if self.lossless else []
-        self._journal = RowJournal(self.root / L.JOURNAL_FILE, features, binary)
-        self._start_encoders()
-        for key, rel in (("events", L.EVENTS_FILE), ("chunks", L.CHUNKS_FILE)):
-            self._sidecars[key] = (self.root / rel).open("w", encoding="utf-8")
+
+    def _resume_rows(self, features: dict[str, Any]) -> Any:
+        """The interrupted recording's kept rows; journal episodes and takes go on after its own."""
+        from reflex.recording.lerobot.journal import read_journal
+        from reflex.recording.lerobot.resume import ResumeRefused, plan_resume
+
+        plan = plan_resume(self.root)
+        status = plan.status
+        mine = {"fps": self._fps, "joints": self._joints, "cameras": self._cameras, "features": features,
+                "image_cameras": self._cameras if self.lossless else []}
+        differ = [k for k, v in mine.items() if status.get(k) != v]
+        if differ:
+            raise ResumeRefused(f"{self.root}: this session records differently ({', '.join(differ)} differ): "
+                                "resuming would mix two kinds of rows in one dataset")
+        table, _ = read_journal(self.root / L.JOURNAL_FILE)
+        assert table is not None
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        mask = pc.is_in(table.column(L.EPISODE_COLUMN), value_set=pa.array(plan.keep_journal_episodes, pa.int64()))
+        table = table.filter(mask)
+        write_json_atomic(self.root / L.DISCARDED_FILE, {"journal_episodes": []})
+        self._episode = plan.next_journal_episode
+        self.rows = self._episode_start = table.num_rows
+        self._load_image_stats()
+        return table
 
     def write_step(self, rec: StepRecord) -> None:
         assert self._journal is not None, "recorder not open"
@@ -115,7 +147,7 @@ class LeRobotRecorder:
             if self.rows > self._episode_start:
                 self._next_episode()
             else:
-                self._takes.setdefault(rec.episode, []).append(self._episode)
+                self._note_take()
         if self.rows - self._episode_start >= self.episode_rows:
             self._next_episode()
         dim = len(self._joints)
@@ -160,6 +192,15 @@ class LeRobotRecorder:
         if event.kind == "episode_discarded":  # re-recorded: its rows are left out when finalized
             self._discarded.extend(self._takes.get(int(event.data.get("take", -1)), []))
             write_json_atomic(self.root / L.DISCARDED_FILE, {"journal_episodes": sorted(set(self._discarded))})
+        if event.kind == "episode_end" and self._journal is not None:
+            # an ended episode is durable before anything else happens: its videos closed, its
+            # rows journaled, its end (with the outcome) synced; --resume relies on exactly this
+            self._take = None  # the next rows are the next take's
+            if self.rows > self._episode_start:
+                self._next_episode()
+            self._sync_sidecars()
+        elif event.kind == "episode_start":
+            self._sync_sidecars()
 
     def flush(self) -> None:
         if self._journal is None:
@@ -169,10 +210,13 @@ class LeRobotRecorder:
         # a row goes to disk only once every camera's frame for it is there
         durable = min((e.durable for e in self._encoders.values()), default=None)
         self._journal.flush(upto=None if durable is None else self._episode_start + durable)
+        self._sync_sidecars()
+        self._save_image_stats()
+
+    def _sync_sidecars(self) -> None:
         for fh in self._sidecars.values():
             fh.flush()
             os.fsync(fh.fileno())
-        self._save_image_stats()
 
     def close(self) -> None:
         if self._journal is None:
@@ -231,8 +275,25 @@ class LeRobotRecorder:
         self._episode += 1
         self._episode_start = self.rows
         if self._take is not None:
-            self._takes.setdefault(self._take, []).append(self._episode)
+            self._note_take()
         self._start_encoders()
+
+    def _note_take(self) -> None:
+        """Which journal episode this take's rows go to: ``--resume`` reads it back."""
+        assert self._take is not None
+        self._takes.setdefault(self._take, []).append(self._episode)
+        self._sidecar("events", {"type": "take", "take": self._take, "journal_episode": self._episode})
+
+    def _load_image_stats(self) -> None:
+        """--resume: the histograms of the episodes already recorded (for their image stats)."""
+        path = self.root / L.IMAGE_STATS_FILE
+        if not path.exists():
+            return
+        with np.load(path, allow_pickle=False) as saved:
+            for key in saved.files:
+                if key.endswith(".hist"):
+                    base = key[: -len(".hist")]
+                    self._hists[base] = (saved[key], int(saved[base + ".frames"]))
 
     def _save_image_stats(self) -> None:
         if not self._encoders:
@@ -251,6 +312,19 @@ class LeRobotRecorder:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+
+
+def _open_sidecar(path: Path, append: bool) -> Any:
+    if not append:
+        return path.open("w", encoding="utf-8")
+    if path.exists() and path.stat().st_size:
+        with path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
+        if torn:  # a line cut by the crash: ended, so the next one starts clean
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write("\n")
+    return path.open("a", encoding="utf-8")
 
 
 def _robot_type(meta: SessionMeta) -> str | None:
