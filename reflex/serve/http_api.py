@@ -12,7 +12,7 @@ from aiohttp import web
 from reflex import __version__
 from reflex.serve.auth import check_key
 from reflex.serve.host import PolicyHost
-from reflex.serve.metrics import ERROR_CODE_KEY
+from reflex.serve.metrics import ERROR_CODE_KEY, REQUEST_ID_KEY
 from reflex.serve.options import ServeOptions
 from reflex.serve.request import RequestError, decode_json_body, parse_act_request
 from reflex.serve.response import build_response, error_body, server_timing_header, to_json_ready
@@ -73,8 +73,9 @@ async def act(request: web.Request) -> web.Response:
     req = parse_act_request(payload, info, options.resize_images, options.max_image_pixels)
     decode_ms = (time.perf_counter() - t_received) * 1e3
     if req.request_id is None:  # every answer carries an id; the robot records it with the chunk
-        req.request_id = request.get("request_id")
-    request["request_id"] = req.request_id
+        req.request_id = request.get(REQUEST_ID_KEY)
+    if req.request_id is not None:
+        request[REQUEST_ID_KEY] = req.request_id
     actions, timing = await host.infer(req)
     response = build_response(info, req, actions, timing, t_received, decode_ms)
     headers = {"Server-Timing": server_timing_header(response)}

@@ -22,7 +22,8 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 MODEL_STATES = ("loading", "warming", "ready", "failed")
 HTTP_ACTIVE_S = 10.0  # an HTTP robot counts as connected for this long after its last request
 REQUEST_ID_HEADER = "X-Request-Id"
-ERROR_CODE_KEY = "reflex_error_code"  # the guard middleware stores a refusal's code on the request
+ERROR_CODE_KEY = web.RequestKey("reflex_error_code", str)  # a refusal's code, set by the guard middleware
+REQUEST_ID_KEY = web.RequestKey("reflex_request_id", str)  # this answer's id
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -119,12 +120,12 @@ METRICS_KEY: web.AppKey[Any] = web.AppKey("metrics", object)
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count every answer (refusals included) and stamp it with the request id."""
     t0 = time.perf_counter()
-    request["request_id"] = request.headers.get(REQUEST_ID_HEADER, "")[:128] or new_request_id()
+    request[REQUEST_ID_KEY] = request.headers.get(REQUEST_ID_HEADER, "")[:128] or new_request_id()
     response: web.StreamResponse | None = None
     try:
         response = await handler(request)
         if not response.prepared:  # a WebSocket has sent its headers already
-            response.headers.setdefault(REQUEST_ID_HEADER, request["request_id"])
+            response.headers.setdefault(REQUEST_ID_HEADER, request[REQUEST_ID_KEY])
         return response
     except web.HTTPException as exc:
         response = exc
