@@ -85,7 +85,8 @@ def main() -> None:
             for which in order:
                 name = f"{which}{r}"
                 run_ = run(session_file(out, name, args.rate, args.seconds, formats if which == "on" else None))
-                assert run_[0]["ok"], f"recording {which}: {run_[0]['errors']}"
+                if not run_[0]["ok"]:  # reported, not hidden: e.g. a recorder that fell behind
+                    print(f"  ! round {r} recording {which}: {'; '.join(run_[0]['errors'])[:300]}")
                 (ons if which == "on" else offs).append(run_)
                 if which == "on":
                     sizes = {f: dir_bytes(out / f"rec-{name}" / f) for f in formats}
