@@ -158,3 +158,48 @@ def test_the_documented_command_runs_as_written(tmp_path: Path) -> None:
     assert [o["outcome"] for o in eps["outcomes"]] == ["success", "failure", "success"]
     assert [o["steps"] for o in eps["outcomes"]] == [60] * 3 and eps["successRate"] == pytest.approx(0.6667)
     assert result["recording"]["formatStatus"]["lerobot"]["episodes"] == 3
+
+
+def test_ctrl_c_while_holding_for_the_operator_stops_like_anywhere_else(tmp_path: Path) -> None:
+    """apply_actions: while the session waits for a label the motors get hold commands every tick;
+    one SIGINT there ends the session cleanly (no safe stop), the episode kept, unlabelled."""
+    import signal
+    import time
+
+    from reflex_test_plugins import read_journal
+
+    journal = tmp_path / "journal.jsonl"
+    session = base_session(
+        mode="apply_actions", control_rate_hz=30, max_steps=0,
+        hardware={"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(journal)}},
+        episodes={"count": 3, "steps": STEPS, "tasks": TASKS, "labels": "stdin",
+                  "reset": {"kind": "pose", "pose": RESET_POSE}},
+        record={"enabled": True, "formats": ["lerobot"], "dir": str(tmp_path / "rec")},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reflex", "connect", "--config", str(write_session(tmp_path, session)), "--json"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=subprocess_env(), cwd=REPO,
+    )
+    deadline = time.monotonic() + 120  # a bound against a hang, not a timing assertion
+
+    def applies() -> int:
+        return sum(1 for e in read_journal(journal) if e["call"] == "apply")
+
+    while applies() < STEPS + 10:  # the episode's steps, then hold commands while no label comes
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    out = proc.stdout.read()  # stdin stays open: the stop comes from the signal, not an end of input
+    proc.wait(timeout=120)
+    err = proc.stderr.read()
+    proc.stdin.close()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert proc.returncode == 0 and result["ok"], (result["errors"], err[-2000:])
+    assert result["stopReason"] == "signal:SIGINT" and result["safeStops"] == 0
+    eps = result["episodes"]
+    assert eps["stoppedBy"] == "signal" and [o["outcome"] for o in eps["outcomes"]] == [None]
+    assert result["steps"] == STEPS and result["recording"]["formatStatus"]["lerobot"]["episodes"] == 1
+    calls = [e["call"] for e in read_journal(journal)]
+    assert calls[-1] == "close" and "safe_stop" not in calls

@@ -204,10 +204,12 @@ class EpisodeRunner:
         incident = self._hold(ready, what="waiting for the operator")
         if incident is not None:
             return None, incident
-        if not got:
-            return None, None  # stop requested
+        if not got:  # stop requested (Ctrl-C) while waiting
+            self.report.stopped_by = self.report.stopped_by or "signal"
+            return None, None
         if got[0] is None:
-            self.report.stopped_by = self.report.stopped_by or "input ended"
+            signalled = self.gate.stop_requested.is_set()
+            self.report.stopped_by = self.report.stopped_by or ("signal" if signalled else "input ended")
         return got[0], None
 
     # -- between episodes --------------------------------------------------------------------
