@@ -13,6 +13,7 @@ started, bound to loopback, small, and shut down on exit.
 import asyncio
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -163,6 +164,9 @@ def build_app(export: str, options: ServeOptions, ray_options: RayOptions, base_
                 response: Response = await work(request_id)
             except RequestError as err:
                 response, error = error_response(err), err.code
+            except Exception as exc:  # a bug: still a JSON body, never a plain-text 500 page
+                failure = RequestError(500, "internal_error", f"{type(exc).__name__} while handling the request")
+                response, error = error_response(failure), failure.code
             if self.prom is not None:
                 client = request.client.host if request.client else None
                 self.prom.on_answer(endpoint, response.status_code, time.perf_counter() - t0, error, client)
@@ -331,7 +335,12 @@ def run_ray_server(export: str, options: ServeOptions, ray_options: RayOptions,
     from ray import serve
 
     stop = threading.Event()
-    start_ray(ray_options.address, ray_options.local_cpus)
+    replicas = ray_options.replicas
+    if ray_options.autoscaling is not None:
+        replicas = int(ray_options.autoscaling.get("max_replicas", 1))
+    # logical CPUs only admit replicas: a local instance gets enough for every replica asked for
+    needed = math.ceil((replicas + ray_options.ingress_replicas) * ray_options.num_cpus)
+    start_ray(ray_options.address, max(ray_options.local_cpus, needed))
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own
         signal.signal(sig, lambda *_: stop.set())
     try:
