@@ -6,7 +6,10 @@ class with calls into your robot's SDK. Protocol (docs/connector-contract.md): r
 request per line on stdin, write exactly one JSON reply line per request on stdout (echoing
 ``id``), log to stderr only.
 
-    python3 connectors/sim_arm.py [--no-camera] [--time-constant 0.05]
+    python3 connectors/sim_arm.py [--no-camera] [--time-constant 0.05] [--outcomes success,failure]
+
+It also answers the optional ``reset`` request between episodes (``can_reset``): the arm is put
+back home, and ``--outcomes`` (cycled per episode) stands in for a success detector.
 """
 
 from __future__ import annotations
@@ -93,9 +96,10 @@ def render_png(q: list[float], width: int, height: int) -> bytes:
 
 
 class Connector:
-    def __init__(self, arm: SimArm, camera: bool) -> None:
+    def __init__(self, arm: SimArm, camera: bool, outcomes: list[str] | None = None) -> None:
         self.arm = arm
         self.camera = camera
+        self.outcomes = outcomes or []
         self._png_cache: tuple[tuple[int, ...], str] | None = None
 
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +113,7 @@ class Connector:
             return {
                 "v": 1, "robot": "sim_arm", "state_names": NAMES, "lower": LOWER, "upper": UPPER,
                 "cameras": [CAMERA] if self.camera else [], "can_apply": True,
+                "can_reset": True,
             }
         if op == "observe":
             reply: dict[str, Any] = {"state": [round(v, 9) for v in self.arm.q], "timestamp": now}
@@ -127,6 +132,14 @@ class Connector:
             self.arm.hold()
             self.arm.enabled = False
             return {"ok": True}
+        if op == "reset":  # between episodes: the arm's own controller puts it home
+            self.arm.q = list(HOME)
+            self.arm.hold()
+            reply = {"ok": True}
+            if self.outcomes:
+                reply["outcome"] = self.outcomes[req["episode"] % len(self.outcomes)]
+            log(f"reset after episode {req['episode']}")
+            return reply
         if op == "close":
             return {"ok": True}
         raise ValueError(f"unknown op {op!r}")
@@ -143,8 +156,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-camera", action="store_true", help="Do not declare/send camera 'top'.")
     parser.add_argument("--time-constant", type=float, default=0.05, help="Joint lag in seconds.")
+    parser.add_argument("--outcomes", default="", help="Comma-separated outcomes reset replies report.")
     args = parser.parse_args()
-    connector = Connector(SimArm(args.time_constant), camera=not args.no_camera)
+    outcomes = [o for o in args.outcomes.split(",") if o]
+    connector = Connector(SimArm(args.time_constant), camera=not args.no_camera, outcomes=outcomes)
     for line in sys.stdin:
         if not line.strip():
             continue

@@ -203,3 +203,49 @@ def test_ctrl_c_while_holding_for_the_operator_stops_like_anywhere_else(tmp_path
     assert result["steps"] == STEPS and result["recording"]["formatStatus"]["lerobot"]["episodes"] == 1
     calls = [e["call"] for e in read_journal(journal)]
     assert calls[-1] == "close" and "safe_stop" not in calls
+
+
+def connector_session(tmp_path: Path, mode: str) -> Path:
+    hardware = {"kind": "subprocess", "config": {
+        "protocol": "persistent", "cwd": str(REPO),
+        "command": [sys.executable, "connectors/sim_arm.py", "--outcomes", "success,failure"],
+        "safe_stop_command": [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        "command_timeout_s": 5.0,
+    }}
+    return write_session(tmp_path, base_session(
+        mode=mode, control_rate_hz=30, max_steps=0, hardware=hardware, cameras={},
+        episodes={"count": 3, "steps": STEPS, "tasks": TASKS, "labels": "connector", "reset": {"kind": "command"}},
+        record={"enabled": True, "formats": ["lerobot"], "dir": str(tmp_path / "rec")},
+    ))
+
+
+def test_a_subprocess_connector_resets_and_reports_outcomes(tmp_path: Path) -> None:
+    """The contract's optional 'reset': the connector puts the arm home between episodes and its
+    reply's outcome becomes the episode's."""
+    result = run_session_file(connector_session(tmp_path, "apply_actions"))
+    assert result.ok, result.errors
+    eps = result.episodes
+    assert eps is not None and [o["outcome"] for o in eps["outcomes"]] == ["success", "failure", "success"]
+    assert eps["successRate"] == pytest.approx(2 / 3, abs=1e-4)
+    events = [json.loads(line) for line in (tmp_path / "rec/lerobot/meta/reflex/events.jsonl").open()]
+    assert [e["message"] for e in events if e.get("kind") == "reset"] == [
+        f"reset after episode {i}: the connector's reset" for i in range(3)]
+    import pyarrow.parquet as pq
+
+    data = pq.read_table(tmp_path / "rec/lerobot/data/chunk-000/file-000.parquet")
+    assert data.column("episode_index").to_pylist() == [e for e in range(3) for _ in range(STEPS)]
+    states = np.array(data.column("observation.state").to_pylist())
+    home = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0] * 2)  # where sim_arm's reset puts the arm
+    for e in (1, 2):  # each episode after a reset starts where the connector's reset left the arm
+        np.testing.assert_allclose(states[e * STEPS], home, atol=1e-6)
+    assert np.max(np.abs(states[STEPS - 1] - home)) > 1e-3  # the policy had moved it away
+
+
+def test_dry_run_never_sends_the_connector_reset(tmp_path: Path) -> None:
+    result = run_session_file(connector_session(tmp_path, "dry_run"))
+    assert result.ok, result.errors
+    eps = result.episodes
+    assert eps is not None and [o["outcome"] for o in eps["outcomes"]] == ["done"] * 3
+    events = [json.loads(line) for line in (tmp_path / "rec/lerobot/meta/reflex/events.jsonl").open()]
+    assert [e["message"] for e in events if e.get("kind") == "reset"] == [
+        f"reset after episode {i}: skipped (dry_run never moves)" for i in range(3)]

@@ -16,11 +16,13 @@ MAX_RERECORDS = 100  # re-record labels in one session, so a stuck key cannot lo
 class ResetConfig(StrictModel):
     """What happens between two episodes."""
 
-    kind: Literal["none", "pose", "wait"] = Field(
+    kind: Literal["none", "pose", "wait", "command"] = Field(
         "none",
         description="none: the next episode starts at once; pose: the robot is driven to `pose` "
         "through the guard (max_delta per step, joint limits; apply_actions only: dry_run never "
-        "moves); wait: the operator resets the scene and presses Enter (the motors hold meanwhile).",
+        "moves); wait: the operator resets the scene and presses Enter (the motors hold meanwhile); "
+        "command: a subprocess connector's own reset (the contract's optional 'reset' request; "
+        "apply_actions only).",
     )
     pose: list[float] | None = Field(
         None, max_length=256, description="pose: the joint positions to reset to (one per joint)."
@@ -31,6 +33,9 @@ class ResetConfig(StrictModel):
     max_steps: int = Field(
         600, ge=1, le=1_000_000,
         description="pose: control steps the reset may take; not there by then is an incident (safe stop).",
+    )
+    timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="command: how long the connector's reset may take (else an incident)."
     )
 
     @model_validator(mode="after")
@@ -55,17 +60,21 @@ class EpisodesConfig(StrictModel):
         "otherwise one per episode.",
     )
     reset: ResetConfig = Field(ResetConfig(), description="Between episodes: none, a reset pose, or wait for Enter.")
-    labels: Literal["none", "stdin"] = Field(
+    labels: Literal["none", "stdin", "connector"] = Field(
         "none",
-        description="Who labels each episode's outcome: none (outcome 'done'), or the operator on stdin "
+        description="Who labels each episode's outcome: none (outcome 'done'), the operator on stdin "
         "after each episode: s(uccess), f(ailure), r(e-record: the episode is discarded and run again), "
-        "q (stop: no more episodes).",
+        "q (stop: no more episodes); or connector: the outcome a subprocess connector's reset reply "
+        "reports (needs reset.kind command).",
     )
 
     @model_validator(mode="after")
     def _length(self) -> EpisodesConfig:
         if (self.steps is None) == (self.duration_s is None):
             raise ValueError("episodes: give the length of an episode as steps or duration_s (one of them)")
+        if self.labels == "connector" and self.reset.kind != "command":
+            raise ValueError("episodes.labels 'connector' reads the outcome from the connector's reset reply: "
+                             "set reset.kind: command")
         if len(self.tasks) > 1 and len(self.tasks) != self.count:
             raise ValueError(f"episodes.tasks has {len(self.tasks)} entries for {self.count} episodes "
                              "(give none, one, or one per episode)")

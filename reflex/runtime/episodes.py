@@ -105,6 +105,7 @@ class EpisodeRunner:
         needs_input = config.labels == "stdin" or config.reset.kind == "wait"
         self.lines = lines if lines is not None or not needs_input else LineReader()
         self.report = EpisodesReport(planned=config.count)
+        self._reset_done = False  # labels: connector: the reset already ran to get the outcome
         if resume is not None:  # the episodes already recorded count toward the result
             self.report.resumed = len(resume.episodes)
             self.report.episodes = [
@@ -174,6 +175,10 @@ class EpisodeRunner:
         return self.report.stopped_by is not None
 
     def _outcome(self, index: int) -> tuple[str | None, Incident | None]:
+        if self.config.labels == "connector":
+            outcome, incident = self._reset_command(index)
+            self._reset_done = True
+            return outcome or "done", incident
         if self.config.labels != "stdin":
             return "done", None
         _say(f"episode {index} finished: label it {HELP}")
@@ -219,6 +224,12 @@ class EpisodeRunner:
             incident = self._reset_pose(index)
             if incident is not None:
                 return incident
+        elif reset.kind == "command":
+            done, self._reset_done = self._reset_done, False
+            if not done:
+                _, incident = self._reset_command(index - 1)
+                if incident is not None:
+                    return incident
         elif reset.kind == "wait":
             _say(f"reset the scene for episode {index}, then press Enter (q to stop)")
             line, incident = self._read_line()
@@ -256,6 +267,24 @@ class EpisodeRunner:
             return Incident("reset", f"reset pose not reached within {reset.max_steps} steps "
                             f"(tolerance {reset.tolerance})")
         return incident
+
+    def _reset_command(self, ended: int) -> tuple[str | None, Incident | None]:
+        """The connector's own reset after episode ``ended`` (apply_actions only); its outcome."""
+        if not self.motors_live():
+            self._event("reset", f"reset after episode {ended}: skipped (dry_run never moves)")
+            return None, None
+        reset = getattr(self.hardware, "reset", None)
+        if reset is None or not getattr(self.hardware, "can_reset", False):
+            return None, Incident("reset", "reset.kind 'command' needs a connector that declares a reset "
+                                  "(subprocess: can_reset in the handshake, or reset_command)")
+        self._event("reset", f"reset after episode {ended}: the connector's reset")
+        try:
+            outcome = reset(ended, self.config.reset.timeout_s)
+        except Exception as exc:
+            return None, Incident("reset", f"after episode {ended}: {type(exc).__name__}: {exc}")
+        self.loop.stalls.restart()  # the connector had charge of the robot meanwhile
+        self.loop.last_command = None  # hold where the reset left the robot, not where it started
+        return (str(outcome) if outcome is not None else None), None
 
     def _fresh_chunk(self) -> Incident | None:
         """The next episode's first chunk, for the scene after the reset, holding meanwhile."""

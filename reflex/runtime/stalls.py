@@ -40,6 +40,11 @@ class StallMeter:
             self.count += 1
         return gap if self.bound_s is not None and gap > self.bound_s else None
 
+    def restart(self) -> None:
+        """The robot's own connector had charge meanwhile (an episode reset): the next command's
+        gap is measured from the next one on."""
+        self._last = None
+
     def summary(self) -> dict[str, float | int | None]:
         return {
             "count": self.count,

@@ -14,7 +14,7 @@ from reflex.hardware.base import HardwareSpec
 from reflex.ports import Hardware, JointLayout
 
 Command = str | list[str]
-PER_CALL_ONLY = ("observe_command", "action_command", "enable_command")
+PER_CALL_ONLY = ("observe_command", "action_command", "enable_command", "reset_command")
 
 
 class CameraConfig(StrictModel):
@@ -57,6 +57,10 @@ class SubprocessConfig(StrictModel):
     enable_command: Command | None = Field(
         None, description="per_call: run once before the first action (apply_actions only)."
     )
+    reset_command: Command | None = Field(
+        None, description="per_call: between episodes (episodes.reset.kind: command, apply_actions only); "
+        "gets a 'reset' request, may reply an outcome.",
+    )
     setup_command: Command | None = Field(None, description="Run once before connecting.")
     teardown_command: Command | None = Field(None, description="Run once at the end, also after errors.")
     shell: bool = Field(False, description="Run every command through /bin/sh -c.")
@@ -94,7 +98,7 @@ class SubprocessConfig(StrictModel):
 
     @field_validator(
         "command", "observe_command", "action_command", "safe_stop_command", "enable_command",
-        "setup_command", "teardown_command",
+        "setup_command", "teardown_command", "reset_command",
     )
     @classmethod
     def _command(cls, value: Command | None) -> Command | None:

@@ -33,6 +33,7 @@ from reflex.hardware.subprocess.contract import (
     Observation,
     ObserveRequest,
     RequestBase,
+    ResetRequest,
     SafeStopRequest,
     SetupRequest,
     TeardownRequest,
@@ -53,6 +54,7 @@ PER_CALL_FIELDS = {
     "enable": "enable_command",
     "apply": "action_command",
     "safe_stop": "safe_stop_command",
+    "reset": "reset_command",
     "teardown": "teardown_command",
 }
 COMMAND_FIELDS = (*dict.fromkeys(PER_CALL_FIELDS.values()), "command")
@@ -164,6 +166,32 @@ class SubprocessHardware:
             self._exchange_ack(hook, ApplyRequest, step, self.config.command_timeout_s, **fields)
         else:
             self._per_call_ack(hook, ApplyRequest, step, self.config.command_timeout_s, **fields)
+
+    @property
+    def can_reset(self) -> bool:
+        """Whether this connector answers ``reset`` between episodes."""
+        if self.persistent:
+            return self.handshake is not None and self.handshake.can_reset
+        return "reset_command" in self.commands
+
+    def reset(self, episode: int, timeout_s: float) -> str | None:
+        """The episode ``episode`` ended: the connector brings the robot back; returns the outcome
+        it reports (success/failure) or None."""
+        if self.mode != "apply_actions" or not self._enabled:
+            raise RuntimeError("reset outside apply_actions with live motors: refused")
+        if not self.can_reset:
+            raise RuntimeError("this connector declares no reset (can_reset / reset_command)")
+        fields = {"episode": episode, "mode": self.mode}
+        if self.persistent:
+            data = self._exchange("reset", ResetRequest, self._last_step, timeout_s, **fields)
+            ack = self._validate(Ack, data, "reset", self._last_step, "reply")
+        else:
+            out = self._per_call("reset", ResetRequest, self._last_step, timeout_s, **fields)
+            try:
+                ack = codec.validate_ack(out, "stdout", empty_ok=True)
+            except ContractViolation as exc:
+                raise self._error("reset", self._last_step, str(exc), field="reset_command") from None
+        return None if ack is None else ack.outcome
 
     def safe_stop(self, reason: str) -> None:
         """Ask the process (if trustworthy), then run safe_stop_command; raise if a path failed or

@@ -4,7 +4,7 @@ The same models validate every message at run time and generate the published JS
 (``schemas/connector/*.schema.json``), so the documentation cannot drift from what is enforced.
 
 Direction Reflex -> connector: requests (``hello``, ``observe``, ``enable``, ``apply``,
-``safe_stop``, ``close``, and ``setup`` / ``teardown`` for the per-call setup commands).
+``safe_stop``, ``reset`` (optional, episodes), ``close``, and ``setup`` / ``teardown`` for the per-call setup commands).
 Direction connector -> Reflex: the handshake (reply to ``hello``), the observation (reply to
 ``observe``), an acknowledgement for everything else, or an error reply.
 Numbers must be finite; unknown keys are errors; robot-specific data goes in ``extras``.
@@ -109,6 +109,16 @@ class SafeStopRequest(RequestBase):
     mode: Mode
 
 
+class ResetRequest(RequestBase):
+    """Optional (episodes with ``reset.kind: command``, apply_actions only): the episode that just
+    ended is over; bring the robot and scene back for the next one, then reply. Only sent to a
+    connector that declares it (``can_reset`` in the handshake, or ``reset_command`` per call)."""
+
+    op: Literal["reset"]
+    episode: int = Field(ge=0, description="Index of the episode that just ended.")
+    mode: Mode
+
+
 class CloseRequest(RequestBase):
     """Last line a persistent connector receives: reply, then exit with code 0."""
 
@@ -123,6 +133,7 @@ Request = Annotated[
         EnableRequest,
         ApplyRequest,
         SafeStopRequest,
+        ResetRequest,
         CloseRequest,
         TeardownRequest,
     ],
@@ -168,6 +179,7 @@ class Handshake(ReplyBase):
     upper: list[float] | None = Field(None, description="Upper joint limits (apply_actions needs them).")
     cameras: list[CameraDeclaration] = Field(default_factory=list)
     can_apply: bool = Field(True, description="False for a read-only connector (dry_run only).")
+    can_reset: bool = Field(False, description="The connector answers 'reset' between episodes (optional).")
     execute_chunks: Literal[False] = Field(
         False,
         description="Reserved, must be false: Reflex sends one guarded action per control step "
@@ -225,9 +237,13 @@ class Observation(ReplyBase):
 
 
 class Ack(ReplyBase):
-    """Reply to enable/apply/safe_stop/close. Per call, empty stdout also acks."""
+    """Reply to enable/apply/safe_stop/reset/close. Per call, empty stdout also acks."""
 
     ok: Literal[True]
+    outcome: Literal["success", "failure"] | None = Field(
+        None, description="reset only: the ended episode's outcome as the robot judged it (episodes with "
+        "labels: connector); omit when unknown."
+    )
 
 
 class ErrorReply(ReplyBase):
