@@ -249,3 +249,26 @@ def test_dry_run_never_sends_the_connector_reset(tmp_path: Path) -> None:
     events = [json.loads(line) for line in (tmp_path / "rec/lerobot/meta/reflex/events.jsonl").open()]
     assert [e["message"] for e in events if e.get("kind") == "reset"] == [
         f"reset after episode {i}: skipped (dry_run never moves)" for i in range(3)]
+
+
+def test_the_live_status_line_shows_the_episode_and_what_it_waits_for(tmp_path: Path) -> None:
+    from reflex.cli.live import status_line
+    from reflex.runtime.live import LiveSnapshot
+
+    snap = LiveSnapshot(t=1.0, steps=20, rate_hz=30.0, lateness_p99_ms=None, chunk_age_ms=None, chunks=2,
+                        clamp_delta=0, clamp_limit=0, stale_steps=0, starved_steps=0, record_backlog_kib=None,
+                        record_dropped=0, seam_jump=None, episode="ep 1/3 label? [s]uccess")
+    assert status_line(snap, 200).startswith("ep 1/3 label? [s]uccess")
+
+    seen: list[str] = []
+
+    class Watch:  # a SessionWatcher: reads the runner's status from its own thread, as the live line does
+        def running(self, session: Any) -> None:
+            seen.append(session.episodes.status())
+
+        def finished(self) -> None:
+            pass
+
+    config = episodes_session(tmp_path, mode="dry_run", reset={"kind": "none"})
+    result = run_session_file(config, watchers=[Watch()])  # type: ignore[list-item]
+    assert result.ok and seen == ["ep 0/3"]

@@ -58,6 +58,8 @@ def headline(session: Session) -> str:
 def status_cells(s: LiveSnapshot) -> list[str]:
     """The live line's cells, most important first (a narrow terminal shows a prefix of them)."""
     cells = [f"step {s.steps} {s.rate_hz:.1f}Hz"]
+    if s.episode is not None:
+        cells.insert(0, s.episode)
     if s.lateness_p99_ms is not None:
         cells.append(f"late p99 {s.lateness_p99_ms:.1f}ms")
     if s.chunk_age_ms is not None:
@@ -99,7 +101,7 @@ class LiveStatus:
 
     def running(self, session: Session) -> None:
         assert session.loop is not None
-        probe = LiveProbe(session.loop, session.hub, session.t_start)
+        probe = LiveProbe(session.loop, session.hub, session.t_start, session.episodes)
         self._write(headline(session) + "\n")
         self._hook_logging()
         self._hook_stderr()

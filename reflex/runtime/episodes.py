@@ -106,12 +106,19 @@ class EpisodeRunner:
         self.lines = lines if lines is not None or not needs_input else LineReader()
         self.report = EpisodesReport(planned=config.count)
         self._reset_done = False  # labels: connector: the reset already ran to get the outcome
+        self.index = self.first_index  # read by the live status line (another thread)
+        self.phase = "run"  # run / label? (waiting for the operator) / reset / next chunk
         if resume is not None:  # the episodes already recorded count toward the result
             self.report.resumed = len(resume.episodes)
             self.report.episodes = [
                 EpisodeRecord(int(e["index"]), int(e["take"]), str(e.get("task", "")), int(e.get("steps", 0)),
                               e.get("outcome")) for e in resume.episodes
             ]
+
+    def status(self) -> str:
+        """For the live status line: ``ep 2/3``, plus what it waits for between episodes."""
+        text = f"ep {min(self.index, self.config.count - 1)}/{self.config.count}"
+        return text if self.phase == "run" else f"{text} {self.phase}"
 
     def task(self, index: int) -> str:
         return self.config.task_for(index, self.default_task)
@@ -140,6 +147,7 @@ class EpisodeRunner:
                     return incident
             record = EpisodeRecord(index, take, self.task(index))
             self.report.episodes.append(record)
+            self.index, self.phase = index, "run"
             self._event("episode_start", f"episode {index} (take {take}): {record.task}", record)
             first = self.loop.steps
             incident = self.loop.run_steps(self.steps)
@@ -181,6 +189,7 @@ class EpisodeRunner:
             return outcome or "done", incident
         if self.config.labels != "stdin":
             return "done", None
+        self.phase = "label? " + HELP
         _say(f"episode {index} finished: label it {HELP}")
         while True:
             line, incident = self._read_line()
@@ -220,6 +229,7 @@ class EpisodeRunner:
     # -- between episodes --------------------------------------------------------------------
     def _between(self, index: int, take: int) -> Incident | None:
         reset = self.config.reset
+        self.phase = "reset"
         if reset.kind == "pose":
             incident = self._reset_pose(index)
             if incident is not None:
@@ -242,6 +252,7 @@ class EpisodeRunner:
             return None
         self.loop.task = self.task(index)
         self.loop.episode = take
+        self.phase = "next chunk"
         return self._fresh_chunk()
 
     def _reset_pose(self, index: int) -> Incident | None:

@@ -15,6 +15,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from reflex.recording.hub import RecordingHub
+    from reflex.runtime.episodes import EpisodeRunner
     from reflex.runtime.loop import ControlLoop
 
 
@@ -33,15 +34,19 @@ class LiveSnapshot:
     record_backlog_kib: float | None  # None: not recording
     record_dropped: int
     seam_jump: float | None  # largest joint jump at the latest chunk switch (joint units)
+    episode: str | None = None  # episodes sessions: "ep 2/3", and what it waits for (a label, a reset)
 
 
 class LiveProbe:
     """Reads snapshots of one loop (and its recording hub); keeps the last one for the rate."""
 
-    def __init__(self, loop: ControlLoop, hub: RecordingHub | None, t_start: float) -> None:
+    def __init__(
+        self, loop: ControlLoop, hub: RecordingHub | None, t_start: float, episodes: EpisodeRunner | None = None
+    ) -> None:
         self.loop = loop
         self.hub = hub
         self.t_start = t_start
+        self.episodes = episodes
         self._last: tuple[float, int] | None = None
 
     def snapshot(self) -> LiveSnapshot:
@@ -77,4 +82,5 @@ class LiveProbe:
             record_backlog_kib=backlog,
             record_dropped=dropped,
             seam_jump=float(seam) if isinstance(seam, (int, float)) else None,
+            episode=None if self.episodes is None else self.episodes.status(),
         )
