@@ -197,7 +197,10 @@ def test_disk_full_marks_the_recording_degraded_then_repair_recovers_it(tmp_path
             formats = ["jsonl", "lerobot", "mcap"]  # file-size limit, not a full disk: rerun's sink would stall
         config, _, hw, _ = record_session(
             tmp_path, formats, max_steps=steps,
-            record={"enabled": True, "formats": formats, "dir": str(rec_dir), "on_error": on_error},
+            # lossless frames (PNG): JPEG frames of the small sim camera can fit 150 steps into the
+            # small disk when a loaded machine repeats frames, and then nothing would fail
+            record={"enabled": True, "formats": formats, "dir": str(rec_dir), "on_error": on_error,
+                    "image_encoding": "lossless"},
         )
         proc = subprocess.run([sys.executable, "-m", "reflex", "connect", "--config", str(config), "--json"],
                               capture_output=True, text=True, timeout=180, env=subprocess_env(), cwd=REPO,
