@@ -147,7 +147,8 @@ def test_unlabelled_episodes_are_done(tmp_path: Path) -> None:
 
 def test_the_documented_command_runs_as_written(tmp_path: Path) -> None:
     """docs/episodes.md: the piped-labels command on configs/sim_episodes.yaml."""
-    [line] = [ln for ln in (REPO / "docs/episodes.md").read_text().splitlines() if ln.startswith("printf ")]
+    [line] = [ln for ln in (REPO / "docs/episodes.md").read_text().splitlines()
+              if ln.startswith("printf ") and "/tmp/episodes-demo" in ln]
     command = line.replace("reflex connect", f"{sys.executable} -m reflex connect").replace(
         "/tmp/episodes-demo", str(tmp_path / "rec"))
     proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
@@ -158,6 +159,29 @@ def test_the_documented_command_runs_as_written(tmp_path: Path) -> None:
     assert [o["outcome"] for o in eps["outcomes"]] == ["success", "failure", "success"]
     assert [o["steps"] for o in eps["outcomes"]] == [60] * 3 and eps["successRate"] == pytest.approx(0.6667)
     assert result["recording"]["formatStatus"]["lerobot"]["episodes"] == 3
+
+
+def test_the_documented_append_commands_run_as_written(tmp_path: Path) -> None:
+    """docs/episodes.md: three episodes, then --resume with three more into the same dataset."""
+    lines = [ln for ln in (REPO / "docs/episodes.md").read_text().splitlines()
+             if ln.startswith("printf ") and "/tmp/episodes-append" in ln]
+    assert len(lines) == 2 and "--resume" in lines[1]
+    results = []
+    for line in lines:
+        command = line.replace("reflex connect", f"{sys.executable} -m reflex connect").replace(
+            "/tmp/episodes-append", str(tmp_path / "rec"))
+        proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300,
+                              env=subprocess_env(), cwd=REPO)
+        result = json_result(proc)
+        assert proc.returncode == 0 and result["ok"], (result["errors"], proc.stderr[-2000:])
+        results.append(result)
+    eps = results[1]["episodes"]
+    assert (eps["planned"], eps["resumedAfter"], eps["recorded"]) == (6, 3, 6)
+    assert [o["outcome"] for o in eps["outcomes"]] == ["success", "failure", "success"] * 1 + ["success"] * 3
+    assert [o["index"] for o in eps["outcomes"]] == list(range(6))
+    assert results[1]["recording"]["formatStatus"]["lerobot"]["episodes"] == 6
+    info = json.loads((tmp_path / "rec/lerobot/meta/info.json").read_text())
+    assert (info["total_episodes"], info["total_frames"]) == (6, 6 * 60)
 
 
 def test_ctrl_c_while_holding_for_the_operator_stops_like_anywhere_else(tmp_path: Path) -> None:

@@ -53,21 +53,22 @@ def resume(config: Path, rec: Path, stdin: str) -> tuple[subprocess.CompletedPro
     return proc, json_result(proc)
 
 
-def crash_in_episode_2(config: Path, rec: Path) -> None:
-    """Labels for episodes 0 and 1 only: episode 2 never ends; kill -9 once it has started."""
+def crash_in_episode_2(config: Path, rec: Path, labels: str = "s\nf\n", episode: int = 2,
+                       extra: tuple[str, ...] = ()) -> None:
+    """Labels for the episodes before ``episode`` only: it never ends; kill -9 once it has started."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "reflex", "connect", "--config", str(config), "--json", "--record", str(rec)],
+        [sys.executable, "-m", "reflex", "connect", "--config", str(config), "--json", "--record", str(rec), *extra],
         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         env=subprocess_env(), cwd=REPO,
     )
     try:
         assert proc.stdin is not None
-        proc.stdin.write("s\nf\n")
+        proc.stdin.write(labels)
         proc.stdin.flush()
         deadline = time.monotonic() + 240  # a bound against a hang, not a timing assertion
-        while not started(rec, 2):
-            assert proc.poll() is None, "the session ended before episode 2"
-            assert time.monotonic() < deadline, "episode 2 never started"
+        while not started(rec, episode):
+            assert proc.poll() is None, f"the session ended before episode {episode}"
+            assert time.monotonic() < deadline, f"episode {episode} never started"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
@@ -141,3 +142,127 @@ def test_resume_needs_an_interrupted_episodes_recording(tmp_path: Path) -> None:
     plain = write_session(tmp_path, base_session(record={"enabled": True, "formats": ["lerobot"]}), "plain.yaml")
     proc, result = resume(plain, tmp_path / "rec2", "")
     assert proc.returncode == 2 and "needs an episodes block" in json.dumps(result)
+
+
+# -- appending to a finished recording -----------------------------------------------------------
+FIRST_TASKS, MORE_TASKS = ["pick the red cube", "pick the blue cube"], ["pick the blue cube", "stack them"]
+
+
+def two_episodes(tmp_path: Path, name: str, tasks: list[str], **overrides: Any) -> Path:
+    return write_session(tmp_path, base_session(**{
+        "mode": "dry_run", "control_rate_hz": 30, "max_steps": 0,
+        "episodes": {"count": 2, "steps": STEPS, "tasks": tasks, "labels": "stdin"},
+        "record": {"enabled": True, "formats": ["lerobot"]}, **overrides,
+    }), name)
+
+
+def clean_two(tmp_path: Path) -> Path:
+    rec = tmp_path / "rec"
+    proc = subprocess.run(
+        [sys.executable, "-m", "reflex", "connect", "--config", str(two_episodes(tmp_path, "first.yaml", FIRST_TASKS)),
+         "--json", "--record", str(rec)], input="s\nf\n", capture_output=True, text=True, timeout=300,
+        env=subprocess_env(), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return rec
+
+
+def hashes(rec: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(rec)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(rec.rglob("*")) if p.is_file()}
+
+
+def test_resume_appends_episodes_to_a_finished_recording(tmp_path: Path) -> None:
+    rec = clean_two(tmp_path)
+    root = rec / "lerobot"
+    before = hashes(root)
+    proc, result = resume(two_episodes(tmp_path, "more.yaml", MORE_TASKS), rec, "s\nr\ns\n")
+    assert proc.returncode == 0 and result["ok"], (result["errors"], proc.stderr[-3000:])
+    eps = result["episodes"]
+    assert eps["planned"] == 4 and eps["resumedAfter"] == 2 and eps["recorded"] == 4 and eps["reRecorded"] == 1
+    assert [(o["index"], o["task"], o["outcome"]) for o in eps["outcomes"]] == [
+        (0, FIRST_TASKS[0], "success"), (1, FIRST_TASKS[1], "failure"), (2, MORE_TASKS[0], "success"),
+        (3, MORE_TASKS[1], "re-record"), (3, MORE_TASKS[1], "success")]
+    assert eps["successRate"] == pytest.approx(3 / 4)
+
+    # as LeRobot's writer resumes: the dataset's files untouched, the new episodes in the next files
+    after = hashes(root)
+    for name in ("data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet",
+                 "videos/observation.images.top/chunk-000/file-000.mp4",
+                 "videos/observation.images.top/chunk-000/file-001.mp4"):
+        assert after[name] == before[name], name
+    for name in ("data/chunk-000/file-001.parquet", "meta/episodes/chunk-000/file-001.parquet",
+                 "videos/observation.images.top/chunk-000/file-002.mp4",
+                 "videos/observation.images.top/chunk-000/file-003.mp4"):
+        assert name in after and name not in before, name
+    assert not (root / ".partial").exists()
+    info = json.loads((root / "meta/info.json").read_text())
+    assert (info["total_episodes"], info["total_frames"], info["total_tasks"], info["splits"]) == (
+        4, 4 * STEPS, 3, {"train": "0:4"})
+    stats = json.loads((root / "meta/stats.json").read_text())
+    assert stats["observation.state"]["count"] == [4 * STEPS]
+    assert stats["observation.images.top"]["count"] == [4 * STEPS]
+
+    from test_record_support import lerobot_load, require_readers
+
+    require_readers()
+    loaded = lerobot_load(root, tmp_path / "loader")
+    arrays = loaded["arrays"]
+    assert loaded["num_episodes"] == 4 and loaded["len"] == 4 * STEPS
+    np.testing.assert_array_equal(arrays["episode_index"], np.repeat([0, 1, 2, 3], STEPS))
+    np.testing.assert_array_equal(arrays["frame_index"], np.tile(np.arange(STEPS), 4))
+    np.testing.assert_array_equal(arrays["index"], np.arange(4 * STEPS))
+    tasks = [*FIRST_TASKS, *MORE_TASKS]
+    assert loaded["tasks"] == [t for t in tasks for _ in range(STEPS)]
+    # the tasks table is extended: a task the dataset had keeps its index, a new one comes after
+    np.testing.assert_array_equal(arrays["task_index"], np.repeat([0, 1, 1, 2], STEPS))
+    # the appended episodes are the new session's rows (its own step numbers), not a re-recorded take's
+    np.testing.assert_array_equal(arrays["reflex.step"][2 * STEPS:3 * STEPS], np.arange(STEPS))
+    assert arrays["reflex.step"][3 * STEPS] == 2 * STEPS
+
+
+def test_an_incompatible_resume_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    rec = clean_two(tmp_path)
+    before = hashes(rec)
+    # the config alone shows it: refused before anything is built (exit 2), the field named
+    proc, result = resume(two_episodes(tmp_path, "fps.yaml", MORE_TASKS, control_rate_hz=15), rec, "s\ns\n")
+    assert proc.returncode == 2 and not result["ok"]
+    assert "control_rate_hz (fps): recorded 30, this session 15" in json.dumps(result)
+    # only the connected robot shows it (its cameras): refused before anything is written or powered
+    cams = {"top": {"kind": "sim"}, "wrist": {"kind": "sim"}}
+    proc, result = resume(two_episodes(tmp_path, "cams.yaml", MORE_TASKS, cameras=cams), rec, "s\ns\n")
+    assert proc.returncode == 3 and not result["ok"] and result["safeStops"] == 0
+    assert "cameras: recorded ['top'], this session ['top', 'wrist']" in json.dumps(result)
+    # formats that cannot be appended to are refused up front
+    more = {"enabled": True, "formats": ["lerobot", "mcap"]}
+    proc, result = resume(two_episodes(tmp_path, "fmt.yaml", MORE_TASKS, record=more), rec, "s\ns\n")
+    assert proc.returncode == 2 and "not appended to" in json.dumps(result)
+    assert hashes(rec) == before  # every file byte for byte, and no lock left behind
+
+
+def test_kill_9_while_appending_keeps_the_dataset_then_resume_finishes_the_append(tmp_path: Path) -> None:
+    rec = clean_two(tmp_path)
+    root = rec / "lerobot"
+    before = hashes(root)
+    more = two_episodes(tmp_path, "more.yaml", MORE_TASKS)
+    crash_in_episode_2(more, rec, labels="s\n", episode=3, extra=("--resume",))
+    # the dataset's files are as they were: LeRobot reads its 2 episodes, nothing of the append
+    after = hashes(root)
+    assert {k: v for k, v in after.items() if not k.startswith((".partial", "meta/reflex"))} == {
+        k: v for k, v in before.items() if not k.startswith("meta/reflex")}
+    proc, result = resume(more, rec, "f\n")
+    assert proc.returncode == 0 and result["ok"], (result["errors"], proc.stderr[-3000:])
+    eps = result["episodes"]
+    assert eps["resumedAfter"] == 3 and eps["planned"] == 4
+    assert [(o["index"], o["task"], o["outcome"]) for o in eps["outcomes"]] == [
+        (0, FIRST_TASKS[0], "success"), (1, FIRST_TASKS[1], "failure"), (2, MORE_TASKS[0], "success"),
+        (3, MORE_TASKS[1], "failure")]
+    info = json.loads((root / "meta/info.json").read_text())
+    assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (4, 4 * STEPS, 3)
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(root / "data/chunk-000/file-001.parquet").to_pydict()
+    assert rows["episode_index"] == [2] * STEPS + [3] * STEPS
+    assert rows["index"] == list(range(2 * STEPS, 4 * STEPS))
+    assert rows["task_index"] == [1] * STEPS + [2] * STEPS

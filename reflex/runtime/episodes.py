@@ -102,9 +102,12 @@ class EpisodeRunner:
         self.motors_live = motors_live
         self.first_index = 0 if resume is None else resume.next_index
         self.first_take = 0 if resume is None else resume.next_take
+        # appending to a finished dataset: this session's ``count`` episodes come after its own
+        self.base = 0 if resume is None else resume.base_episodes
+        self.total = self.base + config.count
         needs_input = config.labels == "stdin" or config.reset.kind == "wait"
         self.lines = lines if lines is not None or not needs_input else LineReader()
-        self.report = EpisodesReport(planned=config.count)
+        self.report = EpisodesReport(planned=self.total)
         self._reset_done = False  # labels: connector: the reset already ran to get the outcome
         self.index = self.first_index  # read by the live status line (another thread)
         self.phase = "run"  # run / label? (waiting for the operator) / reset / next chunk
@@ -117,11 +120,12 @@ class EpisodeRunner:
 
     def status(self) -> str:
         """For the live status line: ``ep 2/3``, plus what it waits for between episodes."""
-        text = f"ep {min(self.index, self.config.count - 1)}/{self.config.count}"
+        text = f"ep {min(self.index, self.total - 1)}/{self.total}"
         return text if self.phase == "run" else f"{text} {self.phase}"
 
     def task(self, index: int) -> str:
-        return self.config.task_for(index, self.default_task)
+        """``episodes.tasks`` are this session's: appended episodes take them from the first on."""
+        return self.config.task_for(index - self.base, self.default_task)
 
     def prepare_first(self) -> None:
         """Before the first chunk is primed: the first episode's task and take."""
@@ -140,7 +144,7 @@ class EpisodeRunner:
 
     def _episodes(self) -> Incident | None:
         index, take = self.first_index, self.first_take
-        while index < self.config.count:
+        while index < self.total:
             if take > self.first_take:
                 incident = self._between(index, take)
                 if incident is not None or self._stopping():

@@ -224,6 +224,7 @@ class Session:
             self._setup(f"cameras.{name}", camera.start)
             self.cameras.add_started(name, camera, spec.max_age_ms / 1e3, spec.width, spec.height)
         self._check_fit(RobotSide(layout.names, set(self.cameras.names()), layout=layout))
+        self._check_resume_fits()
 
         self._start_recording()
         guard = ActionGuard(layout, cfg.safety.max_delta)
@@ -320,10 +321,33 @@ class Session:
         if opts.resume:
             try:
                 self._resume = plan_resume(directory / "lerobot")
+                problems = _resume_config_mismatches(cfg, self._resume, directory)
+                if problems:
+                    raise ResumeRefused(f"{directory}: {'; '.join(problems)}: resuming would mix two kinds of "
+                                        "recordings in one dataset; record into a new directory")
             except ResumeRefused as exc:
                 self._record_lock.release()
                 self._record_lock = None
+                self._resume = None
                 raise ConfigError(str(self.path), [ConfigIssue("--resume", str(exc))]) from None
+
+    def _check_resume_fits(self) -> None:
+        """--resume, once the robot and cameras are up and before anything is written or powered:
+        the recording's joints and cameras must be this session's."""
+        if self._resume is None:
+            return
+        from reflex.recording.lerobot.resume import mismatches
+
+        cfg = self.config
+        assert self.hardware is not None
+        cameras = list(self.cameras.names()) if cfg.record.images else []
+        problems = mismatches(self._resume.status, {
+            "joints": list(self.hardware.layout.names), "cameras": cameras,
+            "image_cameras": cameras if cfg.record.image_encoding == "lossless" else [],
+        })
+        if problems:
+            raise SetupError("--resume", f"{'; '.join(problems)}: resuming would mix two kinds of rows in one "
+                             "dataset; nothing was written or powered")
 
     def _start_recording(self) -> None:
         cfg, opts = self.config, self.options
@@ -496,5 +520,31 @@ def _resume_problem(cfg: SessionConfig, opts: RunOptions) -> str | None:
     if not (opts.record_dir or cfg.record.dir):
         return "--resume needs the recording to continue: give --record DIR (or record.dir)"
     if list(cfg.record.formats) != ["lerobot"]:
-        return f"--resume appends LeRobot episodes: record.formats must be [lerobot], not {cfg.record.formats}"
+        return (f"--resume appends LeRobot episodes: record.formats must be [lerobot], not {cfg.record.formats} "
+                "(jsonl, mcap and rerun recordings are not appended to)")
     return None
+
+
+def _resume_config_mismatches(cfg: SessionConfig, plan: ResumePlan, directory: Path) -> list[str]:
+    """What the config alone shows differs from the recording (before anything is built)."""
+    from reflex.recording.manifest import MANIFEST, read_json
+
+    problems = []
+    recorded = (read_json(directory / MANIFEST) or {}).get("formats") or {}
+    if sorted(recorded) != ["lerobot"]:
+        problems.append(f"record.formats: recorded {sorted(recorded)}, this session ['lerobot'] "
+                        "(only a lerobot-only recording is appended to)")
+    fps = plan.status.get("fps")
+    if fps is not None and fps != round(cfg.control_rate_hz):
+        problems.append(f"control_rate_hz (fps): recorded {fps}, this session {cfg.control_rate_hz:g}")
+    cams = plan.status.get("cameras")
+    if cams and not cfg.record.images:
+        problems.append(f"record.images: recorded with the images of {cams}, this session without")
+    elif cams and bool(plan.status.get("image_cameras")) != (cfg.record.image_encoding == "lossless"):
+        was = "lossless" if plan.status.get("image_cameras") else "lossy"
+        problems.append(f"record.image_encoding: recorded {was}, this session {cfg.record.image_encoding}")
+    early = cfg.hardware.layout()
+    joints = plan.status.get("joints")
+    if early is not None and joints is not None and list(early.names) != list(joints):
+        problems.append(f"joints: recorded {joints}, this session {list(early.names)}")
+    return problems

@@ -4,6 +4,12 @@ Used when a recording closes normally and, unchanged, to repair one whose runner
 episode is cut to the rows that exist in *every* stream (journal and each camera's video), so
 rows and frames always line up; an episode with no complete row is left out. A recording with no
 complete row at all is excluded: no ``meta/info.json`` is written and the status file says why.
+
+Appending (``--resume`` on a finished dataset, status file ``append_base``): the dataset's files
+stay as they are; the new episodes go after them as LeRobot's writer resumes: episode, row and
+task indices continue, rows and episode metadata go to the next data and episodes files, each
+episode's video to its own next file, the tasks table is extended, totals and stats updated,
+``meta/info.json`` last. All of it derives from the snapshot and the journal, so it can be redone.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import pyarrow.parquet as pq
 from reflex.recording.lerobot import layout as L
 from reflex.recording.lerobot.journal import read_journal
 from reflex.recording.lerobot.png import png_size
-from reflex.recording.lerobot.stats import image_stats, vector_stats
+from reflex.recording.lerobot.stats import image_stats, merge_stats, vector_stats
 from reflex.recording.lerobot.video import CODEC_NAME, pix_fmt_for, remux
 from reflex.recording.manifest import read_json, write_json_atomic
 
@@ -46,11 +52,18 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
     video_cams = [c for c in cameras if c not in image_cams]
     features: dict[str, dict[str, Any]] = status["features"]
 
+    base: dict[str, Any] | None = status.get("append_base")
+    base_n = 0 if base is None else int(base["episodes"])
+    base_frames = 0 if base is None else int(base["frames"])
+
     table, _ = read_journal(root / L.JOURNAL_FILE)
     journal_rows = 0 if table is None else table.num_rows
     report = FinalizeReport("repaired" if repairing else "complete", journal_rows=journal_rows,
                             frames={cam: 0 for cam in cameras})
-    shutil.rmtree(root / "videos", ignore_errors=True)  # a finalize cut short is simply redone
+    if base is None:
+        shutil.rmtree(root / "videos", ignore_errors=True)  # a finalize cut short is simply redone
+    else:
+        _remove_videos_from(root, video_cams, base_n)
 
     # Each episode keeps the rows present in every stream: journal and each camera's video.
     kept: list[tuple[int, int, int]] = []  # (journal episode, first journal row, rows kept)
@@ -60,7 +73,7 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
         for source in sorted(set(episodes.tolist()) - discarded):
             rows = np.nonzero(episodes == source)[0]
             first, count = int(rows[0]), len(rows)
-            target = len(kept)  # episodes renumbered so the kept ones stay contiguous
+            target = base_n + len(kept)  # episodes renumbered so the kept ones stay contiguous
             n = count
             for cam in video_cams:
                 src = L.partial_video(root, cam, source)
@@ -76,6 +89,13 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
                 report.frames[cam] += n
             kept.append((source, first, n))
 
+    if not kept and base is not None:  # nothing new: the dataset stays exactly what it was
+        _remove_videos_from(root, video_cams, base_n)
+        status.pop("append_base", None)
+        status.update(base["status"])
+        write_json_atomic(root / L.STATUS_FILE, status)
+        return FinalizeReport(str(base["status"]["status"]), rows=base_frames, journal_rows=journal_rows,
+                              episodes=base_n, frames={c: int(v) for c, v in (base["status"]["frames"] or {}).items()})
     if not kept:
         report.status = "excluded"
         report.reason = (
@@ -90,11 +110,11 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
     parts = [table.slice(first, n) for _, first, n in kept]
     data = pa.concat_tables(parts)
     total = data.num_rows
-    report.rows, report.episodes = total, len(kept)
+    report.rows, report.episodes = base_frames + total, base_n + len(kept)
     task_list = data.column(L.TASK_COLUMN).to_pylist()
-    tasks = _task_indices(task_list)
+    tasks = _task_indices([*(base["tasks"] if base else []), *task_list])  # the dataset's keep their index
     frame_index = np.concatenate([np.arange(n, dtype=np.int64) for _, _, n in kept])
-    episode_index = np.concatenate([np.full(n, e, dtype=np.int64) for e, (_, _, n) in enumerate(kept)])
+    episode_index = np.concatenate([np.full(n, base_n + e, dtype=np.int64) for e, (_, _, n) in enumerate(kept)])
 
     data = data.drop_columns([L.TASK_COLUMN, L.EPISODE_COLUMN])
     for cam in image_cams:  # LeRobot's image dtype: an HF Image struct {bytes, path} per row
@@ -105,19 +125,23 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
     data = data.append_column("timestamp", pa.array((frame_index / fps).astype(np.float32)))
     data = data.append_column("frame_index", pa.array(frame_index))
     data = data.append_column("episode_index", pa.array(episode_index))
-    data = data.append_column("index", pa.array(np.arange(total, dtype=np.int64)))
+    data = data.append_column("index", pa.array(np.arange(base_frames, base_frames + total, dtype=np.int64)))
     data = data.append_column("task_index", pa.array(np.array([tasks[t] for t in task_list], dtype=np.int64)))
-    data_path = L.data_file(root)
-    data_path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(data, data_path, compression="snappy")
+    data_slot = (0, 0) if base is None else L.next_slot(base["data_slot"])
+    episodes_slot = (0, 0) if base is None else L.next_slot(base["episodes_slot"])
 
     all_features = {**features, **L.default_features()}
     for cam in video_cams:
-        h, w = _video_size(L.video_file(root, cam, 0))
+        h, w = _video_size(L.video_file(root, cam, base_n))
         all_features[L.image_key(cam)] = L.video_feature(h, w, fps, CODEC_NAME, pix_fmt_for(h, w))
     for cam in image_cams:
         first_png = data.column(L.image_key(cam))[0]["bytes"].as_py()
         all_features[L.image_key(cam)] = L.image_feature(*png_size(first_png))
+    if base is not None:  # before any file the loader reads is written
+        _check_same_features(base["info"]["features"], all_features)
+    data_path = L.data_file(root, *data_slot)
+    data_path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data, data_path, compression="snappy")
 
     hists = _load_hists(root)
     lengths = [n for _, _, n in kept]
@@ -132,7 +156,8 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
             if s_img is not None:
                 ep_stats[L.image_key(cam)] = s_img
         ep_tasks = list(dict.fromkeys(task_list[int(bounds[e]) : int(bounds[e]) + n]))
-        episode_rows.append(_episode_row(e, int(bounds[e]), n, fps, video_cams, ep_tasks, ep_stats))
+        episode_rows.append(_episode_row(base_n + e, base_frames + int(bounds[e]), n, fps, video_cams, ep_tasks,
+                                         ep_stats, data_slot, episodes_slot))
     stats = _vector_stats(data, features)
     for cam in cameras:
         summed = [hists[(cam, source)] for source, _, _ in kept if (cam, source) in hists]
@@ -141,29 +166,52 @@ def finalize(root: Path, *, repairing: bool) -> FinalizeReport:
             if s_img is not None:
                 stats[L.image_key(cam)] = s_img
 
+    if base is not None:
+        stats = merge_stats(base["stats"], stats)
     _write_tasks(root, tasks)
-    episodes_path = L.episodes_file(root)
+    episodes_path = L.episodes_file(root, *episodes_slot)
     episodes_path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(episode_rows), episodes_path, compression="snappy")
     write_json_atomic(root / L.STATS_PATH, stats)
     info = {
         "codebase_version": L.CODEBASE_VERSION,
         "robot_type": status.get("robot_type"),
-        "total_episodes": len(kept),
-        "total_frames": total,
+        "total_episodes": report.episodes,
+        "total_frames": report.rows,
         "total_tasks": len(tasks),
         "chunks_size": L.CHUNKS_SIZE,
         "data_files_size_in_mb": L.DATA_FILES_SIZE_MB,
         "video_files_size_in_mb": L.VIDEO_FILES_SIZE_MB,
         "fps": fps,
-        "splits": {"train": f"0:{len(kept)}"},
+        "splits": {"train": f"0:{report.episodes}"},
         "data_path": L.DATA_PATH,
         "video_path": L.VIDEO_PATH if video_cams else None,
         "features": all_features,
     }
+    if base is not None:  # the dataset's own info (its robot type, features) with the new totals
+        info = {**base["info"], **{k: info[k] for k in ("total_episodes", "total_frames", "total_tasks", "splits")}}
+        for cam in cameras:
+            report.frames[cam] += int((base["status"]["frames"] or {}).get(cam, 0))
+        status.pop("append_base")
     write_json_atomic(root / L.INFO_PATH, info)  # last: a dataset without info.json is unfinished
     _write_status(root, status, report)
     return report
+
+
+def _remove_videos_from(root: Path, cameras: list[str], first: int) -> None:
+    """Appending: the videos of episodes ``first`` on (a finalize cut short), never the dataset's."""
+    for cam in cameras:
+        episode = first
+        while L.video_file(root, cam, episode).exists():
+            L.video_file(root, cam, episode).unlink()
+            episode += 1
+
+
+def _check_same_features(recorded: dict[str, Any], now: dict[str, Any]) -> None:
+    differ = sorted(k for k in set(recorded) | set(now) if recorded.get(k) != now.get(k))
+    if differ:
+        raise ValueError(f"appending: the new episodes' features differ from the dataset's ({', '.join(differ)}); "
+                         "the dataset is left as it was")
 
 
 def remove_partial(root: Path) -> None:
@@ -248,15 +296,16 @@ def _write_tasks(root: Path, tasks: dict[str, int]) -> None:
 
 
 def _episode_row(
-    episode: int, first: int, n: int, fps: int, cameras: list[str], tasks: list[str], stats: dict[str, Any]
+    episode: int, first: int, n: int, fps: int, cameras: list[str], tasks: list[str], stats: dict[str, Any],
+    data_slot: tuple[int, int], episodes_slot: tuple[int, int],
 ) -> dict[str, Any]:
     chunk_index, file_index = L.file_slot(episode)
     row: dict[str, Any] = {
         "episode_index": episode,
         "tasks": tasks,
         "length": n,
-        "data/chunk_index": 0,
-        "data/file_index": 0,
+        "data/chunk_index": data_slot[0],
+        "data/file_index": data_slot[1],
         "dataset_from_index": first,
         "dataset_to_index": first + n,
     }
@@ -266,8 +315,8 @@ def _episode_row(
         row[f"videos/{key}/file_index"] = file_index
         row[f"videos/{key}/from_timestamp"] = 0.0
         row[f"videos/{key}/to_timestamp"] = n / fps
-    row["meta/episodes/chunk_index"] = 0
-    row["meta/episodes/file_index"] = 0
+    row["meta/episodes/chunk_index"] = episodes_slot[0]
+    row["meta/episodes/file_index"] = episodes_slot[1]
     for feature, values in stats.items():
         for stat, value in values.items():
             row[f"stats/{feature}/{stat}"] = value

@@ -59,6 +59,13 @@ def file_slot(episode: int) -> tuple[int, int]:
     return episode // CHUNKS_SIZE, episode % CHUNKS_SIZE
 
 
+def next_slot(slot: tuple[int, int] | list[int]) -> tuple[int, int]:
+    """The (chunk_index, file_index) after ``slot``: where LeRobot's writer puts what it appends
+    to an existing dataset (never into the files already there)."""
+    chunk_index, file_index = int(slot[0]), int(slot[1]) + 1
+    return (chunk_index + 1, 0) if file_index >= CHUNKS_SIZE else (chunk_index, file_index)
+
+
 def video_file(root: Path, camera: str, episode: int) -> Path:
     chunk_index, file_index = file_slot(episode)
     key = image_key(camera)

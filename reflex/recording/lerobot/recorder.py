@@ -57,7 +57,8 @@ class LeRobotRecorder:
         self._take: int | None = None  # episodes sessions: the take being recorded (StepRecord.episode)
         self._takes: dict[int, list[int]] = {}  # take -> its journal episodes
         self._discarded: list[int] = []  # journal episodes of re-recorded takes
-        self.resume = False  # --resume: append to the interrupted recording in this directory
+        self.resume = False  # --resume: append to the recording in this directory
+        self._expect_shapes: dict[str, list[int]] = {}  # appending: each camera's (height, width) in the dataset
 
     # -- Recorder port -------------------------------------------------------------------
     def open(self, meta: SessionMeta) -> None:
@@ -109,27 +110,40 @@ class LeRobotRecorder:
         })
 
     def _resume_rows(self, features: dict[str, Any]) -> Any:
-        """The interrupted recording's kept rows; journal episodes and takes go on after its own."""
+        """--resume: the rows to start the journal from (None: a finished dataset appended to, whose
+        rows stay where they are); journal episodes and takes go on after the recording's own."""
         from reflex.recording.lerobot.journal import read_journal
-        from reflex.recording.lerobot.resume import ResumeRefused, plan_resume
+        from reflex.recording.lerobot.resume import ResumeRefused, mismatches, plan_resume
 
         plan = plan_resume(self.root)
         status = plan.status
-        mine = {"fps": self._fps, "joints": self._joints, "cameras": self._cameras, "features": features,
-                "image_cameras": self._cameras if self.lossless else []}
-        differ = [k for k, v in mine.items() if status.get(k) != v]
+        differ = mismatches(status, {"fps": self._fps, "joints": self._joints, "cameras": self._cameras,
+                                     "features": features,
+                                     "image_cameras": self._cameras if self.lossless else []})
         if differ:
-            raise ResumeRefused(f"{self.root}: this session records differently ({', '.join(differ)} differ): "
+            raise ResumeRefused(f"{self.root}: this session records differently ({'; '.join(differ)}): "
                                 "resuming would mix two kinds of rows in one dataset")
+        self._episode = plan.next_journal_episode
+        if plan.base is not None:
+            self._expect_shapes = {
+                cam: list(plan.base["info"]["features"].get(L.image_key(cam), {}).get("shape", [])[:2])
+                for cam in self._cameras
+            }
+        if plan.appending:  # nothing of the dataset is touched until the new episodes are finalized
+            import shutil
+
+            shutil.rmtree(self.root / L.PARTIAL_DIR, ignore_errors=True)  # left by a finished finalize
+            write_json_atomic(self.root / L.STATUS_FILE, {**status, "status": "recording", "append_base": plan.base})
+            return None
         table, _ = read_journal(self.root / L.JOURNAL_FILE)
-        assert table is not None
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if table is None:  # an append cut short before its journal had a row
+            return None
         mask = pc.is_in(table.column(L.EPISODE_COLUMN), value_set=pa.array(plan.keep_journal_episodes, pa.int64()))
         table = table.filter(mask)
         write_json_atomic(self.root / L.DISCARDED_FILE, {"journal_episodes": []})
-        self._episode = plan.next_journal_episode
         self.rows = self._episode_start = table.num_rows
         self._load_image_stats()
         return table
@@ -138,6 +152,8 @@ class LeRobotRecorder:
         assert self._journal is not None, "recorder not open"
         for name, frame in rec.frames.items():
             if name in self._encoders:
+                if name not in self._last and self._expect_shapes.get(name):
+                    self._check_shape(name, frame.image)
                 self._last[name] = frame
         if len(self._last) < len(self._cameras):
             self.skipped_rows += 1  # no image yet for some camera: a row would need a made-up frame
@@ -183,6 +199,13 @@ class LeRobotRecorder:
                 "events": [{"kind": e.kind, "joints": list(e.joints), "detail": e.detail}
                            for e in rec.guard_events],
             })
+
+    def _check_shape(self, camera: str, image: Any) -> None:
+        expected = self._expect_shapes[camera]
+        got = list(np.shape(image)[:2])
+        if got != expected:
+            raise ValueError(f"camera {camera!r}: frames of {got[0]}x{got[1]} (height x width), the dataset "
+                             f"appended to has {expected[0]}x{expected[1]}: left as it was")
 
     def write_chunk(self, chunk: ActionChunk) -> None:
         self._sidecar("chunks", chunk_dict(chunk))

@@ -69,3 +69,34 @@ def _jsonable(v: np.ndarray) -> list[Any]:
     if arr.dtype.kind in "iub":
         return [int(x) for x in arr.ravel()]
     return [float(x) for x in arr.ravel()]
+
+
+def merge_stats(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Stats of a dataset and of episodes appended to it, as one (LeRobot's aggregation): counts
+    add, means and variances pool by count, min/max combine; quantiles (not poolable exactly)
+    are the count-weighted mean of the two, as LeRobot approximates them."""
+    out: dict[str, Any] = {}
+    for feature in {**old, **new}:
+        a, b = old.get(feature), new.get(feature)
+        if a is None or b is None:
+            out[feature] = a if b is None else b
+            continue
+        na, nb = float(np.sum(a["count"])), float(np.sum(b["count"]))
+        wa, wb = na / (na + nb), nb / (na + nb)
+        mean_a, mean_b = np.asarray(a["mean"], dtype=np.float64), np.asarray(b["mean"], dtype=np.float64)
+        mean = wa * mean_a + wb * mean_b
+        var = (wa * (np.asarray(a["std"], dtype=np.float64) ** 2 + (mean_a - mean) ** 2)
+               + wb * (np.asarray(b["std"], dtype=np.float64) ** 2 + (mean_b - mean) ** 2))
+        merged: dict[str, Any] = {
+            "min": np.minimum(np.asarray(a["min"], dtype=np.float64), np.asarray(b["min"], dtype=np.float64)),
+            "max": np.maximum(np.asarray(a["max"], dtype=np.float64), np.asarray(b["max"], dtype=np.float64)),
+            "mean": mean,
+            "std": np.sqrt(var),
+        }
+        for key in QUANTILE_KEYS:
+            if key in a and key in b:
+                merged[key] = wa * np.asarray(a[key], dtype=np.float64) + wb * np.asarray(b[key], dtype=np.float64)
+        merged_json: dict[str, Any] = {k: np.asarray(v).tolist() for k, v in merged.items()}
+        merged_json["count"] = [int(na + nb)]
+        out[feature] = merged_json
+    return out
