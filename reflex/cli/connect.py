@@ -32,7 +32,8 @@ def connect(
     ),
     resume: bool = typer.Option(
         False, "--resume",
-        help="Append episodes to the interrupted LeRobot recording in --record DIR (docs/episodes.md).",
+        help="Append episodes to the LeRobot recording in --record DIR: a finished one gets episodes.count more, "
+        "an interrupted one continues where it stopped (docs/episodes.md).",
     ),
     api_key: str | None = typer.Option(
         None, "--api-key", envvar="REFLEX_API_KEY", help="API key for remote targets.", show_default=False

@@ -63,9 +63,9 @@ class EpisodesConfig(StrictModel):
     labels: Literal["none", "stdin", "connector"] = Field(
         "none",
         description="Who labels each episode's outcome: none (outcome 'done'), the operator on stdin "
-        "after each episode: s(uccess), f(ailure), r(e-record: the episode is discarded and run again), "
-        "q (stop: no more episodes); or connector: the outcome a subprocess connector's reset reply "
-        "reports (needs reset.kind command).",
+        "after each episode (one key at a terminal, one line from a pipe): s(uccess), f(ailure), "
+        "r(e-record: the episode is discarded and run again), q (stop: no more episodes); or "
+        "connector: the outcome a subprocess connector's reset reply reports (needs reset.kind command).",
     )
 
     @model_validator(mode="after")

@@ -23,7 +23,7 @@ import numpy as np
 from reflex.config.episodes import MAX_RERECORDS
 from reflex.ports import SessionEvent
 from reflex.runtime.guard import GuardRejected
-from reflex.runtime.labels import HELP, LineReader, parse_label
+from reflex.runtime.labels import HELP, OperatorInput, open_operator_input, parse_label
 from reflex.runtime.report import Incident
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class EpisodeRunner:
         rate_hz: float,
         first_chunk_timeout_s: float,
         motors_live: Callable[[], bool],
-        lines: LineReader | None = None,
+        lines: OperatorInput | None = None,
         resume: ResumePlan | None = None,
     ) -> None:
         self.config = config
@@ -105,8 +105,10 @@ class EpisodeRunner:
         # appending to a finished dataset: this session's ``count`` episodes come after its own
         self.base = 0 if resume is None else resume.base_episodes
         self.total = self.base + config.count
-        needs_input = config.labels == "stdin" or config.reset.kind == "wait"
-        self.lines = lines if lines is not None or not needs_input else LineReader()
+        # the operator's input (keys at a terminal, lines from a pipe) opens when the episodes
+        # start and closes when they end, the terminal restored whatever ends them
+        self._needs_input = config.labels == "stdin" or config.reset.kind == "wait"
+        self.lines = lines
         self.report = EpisodesReport(planned=self.total)
         self._reset_done = False  # labels: connector: the reset already ran to get the outcome
         self.index = self.first_index  # read by the live status line (another thread)
@@ -136,11 +138,16 @@ class EpisodeRunner:
     def run(self) -> Incident | None:
         # one scheduled collector over every episode and the holds between them: a full
         # collection (what starting it afresh costs) must never fall between two live commands
+        opened = self.lines is None and self._needs_input
+        if opened:
+            self.lines = open_operator_input()
         self.loop.collector.start()
         try:
             return self._episodes()
         finally:
             self.loop.collector.stop()
+            if opened and self.lines is not None:
+                self.lines.close()
 
     def _episodes(self) -> Incident | None:
         index, take = self.first_index, self.first_take
@@ -194,15 +201,18 @@ class EpisodeRunner:
         if self.config.labels != "stdin":
             return "done", None
         self.phase = "label? " + HELP
-        _say(f"episode {index} finished: label it {HELP}")
+        how = "press a key" if self.lines is not None and self.lines.keys else "type a line"
+        _say(f"episode {index} finished: label it ({how}) {HELP}")
         while True:
             line, incident = self._read_line()
             if incident is not None or line is None:
                 return None, incident
             label = parse_label(line)
             if label is None:
-                _say(f"not a label: {line[:40]!r}; {HELP}")
+                if line:  # Enter alone at a terminal: not worth an answer
+                    _say(f"not a label: {line[:40]!r}; {HELP}")
                 continue
+            _say(f"episode {index}: {label}")
             if label == "stop":
                 self.report.stopped_by = "operator"
                 return None, None
@@ -245,6 +255,7 @@ class EpisodeRunner:
                 if incident is not None:
                     return incident
         elif reset.kind == "wait":
+            self.phase = "reset? [Enter] go  [q] stop"
             _say(f"reset the scene for episode {index}, then press Enter (q to stop)")
             line, incident = self._read_line()
             if incident is not None or line is None:
