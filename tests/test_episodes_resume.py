@@ -220,6 +220,11 @@ def test_resume_appends_episodes_to_a_finished_recording(tmp_path: Path) -> None
     # the appended episodes are the new session's rows (its own step numbers), not a re-recorded take's
     np.testing.assert_array_equal(arrays["reflex.step"][2 * STEPS:3 * STEPS], np.arange(STEPS))
     assert arrays["reflex.step"][3 * STEPS] == 2 * STEPS
+    # the dataset's stats and the new episodes' pooled: those of all four episodes' rows
+    state = arrays["observation.state"].astype(np.float64)
+    got = {k: np.asarray(v) for k, v in stats["observation.state"].items()}
+    for key, want in (("mean", state.mean(0)), ("std", state.std(0)), ("min", state.min(0)), ("max", state.max(0))):
+        np.testing.assert_allclose(got[key], want, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def test_an_incompatible_resume_is_refused_and_touches_nothing(tmp_path: Path) -> None:
@@ -266,3 +271,34 @@ def test_kill_9_while_appending_keeps_the_dataset_then_resume_finishes_the_appen
     assert rows["episode_index"] == [2] * STEPS + [3] * STEPS
     assert rows["index"] == list(range(2 * STEPS, 4 * STEPS))
     assert rows["task_index"] == [1] * STEPS + [2] * STEPS
+
+
+def test_kill_9_while_appending_then_repair_finishes_the_append(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    rec = clean_two(tmp_path)
+    root = rec / "lerobot"
+    before = hashes(root)
+    crash_in_episode_2(two_episodes(tmp_path, "more.yaml", MORE_TASKS), rec, labels="s\n", episode=3,
+                       extra=("--resume",))
+    repair = run_cli(["recordings", "repair", str(rec), "--json"])
+    assert repair.returncode == 0, repair.stdout + repair.stderr
+    info = json.loads((root / "meta/info.json").read_text())
+    after = hashes(root)
+    for name in ("data/chunk-000/file-000.parquet", "meta/episodes/chunk-000/file-000.parquet",
+                 "videos/observation.images.top/chunk-000/file-000.mp4"):
+        assert after[name] == before[name], name
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(root / "data/chunk-000/file-001.parquet").to_pydict()
+    # repair keeps what is there: the appended episode 2, and the rows of the cut-short episode 3
+    # that reached the disk before the kill (none if it came before the first flush)
+    cut_short = len(rows["index"]) - STEPS
+    assert rows["episode_index"] == [2] * STEPS + [3] * cut_short
+    assert rows["index"] == list(range(2 * STEPS, 3 * STEPS + cut_short))
+    assert rows["task_index"] == [1] * STEPS + [2] * cut_short
+    assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (
+        3 + (cut_short > 0), 3 * STEPS + cut_short, 2 + (cut_short > 0))
+    if cut_short:  # its last episode has no outcome: appending after it would be a gap
+        proc, result = resume(two_episodes(tmp_path, "again.yaml", MORE_TASKS), rec, "s\ns\n")
+        assert proc.returncode == 2 and "a gap" in json.dumps(result)
