@@ -140,3 +140,27 @@ def test_the_live_line_shows_the_keys_and_ctrl_c_restores_the_terminal(tmp_path:
     events = [json.loads(line) for line in (tmp_path / "rec/lerobot/meta/reflex/events.jsonl").read_text().splitlines()]
     ends = [e["data"] for e in events if e.get("kind") == "episode_end"]
     assert [(e["index"], e["outcome"]) for e in ends] == [(0, None)]  # stopped while waiting: unlabelled
+
+
+def test_a_background_session_never_touches_the_terminal(tmp_path: Path, term: Terminal) -> None:
+    """``reflex connect ... &`` from an interactive shell: reading or setting the terminal would
+    stop the process (SIGTTIN/SIGTTOU) with its motors possibly live; it reads no labels instead."""
+    config = write_session(tmp_path, base_session(
+        mode="dry_run", control_rate_hz=30, max_steps=0,
+        episodes={"count": 2, "steps": STEPS, "labels": "stdin"}, record={"enabled": False},
+    ))
+    out = tmp_path / "result.json"
+    shell = f"set -m; {sys.executable} -m reflex connect --config {config} --json > {out} & wait $!"
+    proc = subprocess.Popen(["bash", "-c", shell], stdin=term.slave, stdout=term.slave, stderr=term.slave,
+                            env=subprocess_env(TERM="xterm"), cwd=REPO, preexec_fn=_controlling_tty)
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, term.text()[-2000:]
+    assert "not in the foreground" in term.text()
+    result = json.loads(out.read_text().strip().splitlines()[-1])
+    assert result["ok"] and result["episodes"]["stoppedBy"] == "input ended"
+    assert termios.tcgetattr(term.slave) == term.mode

@@ -52,9 +52,42 @@ def open_operator_input(stream: IO[str] | None = None) -> OperatorInput:
     except (AttributeError, OSError, ValueError):
         tty = False
     if tty:
+        try:
+            foreground = os.tcgetpgrp(fd) == os.getpgrp()
+        except OSError:  # not this process's controlling terminal: no job control to stop it
+            foreground = True
+        if not foreground:  # reading (or setting) a terminal from the background stops the process
+            return NoInput("stdin is a terminal this session is not in the foreground of: no labels can be read")
         with contextlib.suppress(ImportError, OSError):
             return KeyReader(fd)
     return LineReader(stream)
+
+
+class NoInput:
+    """No operator input can be read: the episodes end as when stdin ends."""
+
+    keys = False
+
+    def __init__(self, why: str) -> None:
+        print(f"{why} (run it in the foreground, or pipe the labels in)", file=sys.stderr, flush=True)
+
+    def poll(self) -> tuple[bool, str | None]:
+        return True, None
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _no_sigttou() -> Any:
+    """Set terminal modes without SIGTTOU stopping the process (say it went to the background)."""
+    import signal
+
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def parse_label(line: str) -> Outcome | None:
@@ -117,7 +150,8 @@ class KeyReader:
         self._fd = fd
         self._saved: list[Any] | None = termios.tcgetattr(fd)
         # TCSANOW: keys typed before the session asked are kept, not flushed
-        tty.setcbreak(fd, termios.TCSANOW)
+        with _no_sigttou():
+            tty.setcbreak(fd, termios.TCSANOW)
         atexit.register(self.close)
         self._keys: queue.Queue[str | None] = queue.Queue(maxsize=MAX_QUEUED)
         self._ended = False
@@ -169,6 +203,6 @@ class KeyReader:
         import termios
 
         self._thread.join(1.0)
-        with contextlib.suppress(OSError, termios.error):
+        with contextlib.suppress(OSError, termios.error), _no_sigttou():
             termios.tcsetattr(self._fd, termios.TCSADRAIN, saved)
         atexit.unregister(self.close)
