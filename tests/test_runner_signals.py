@@ -31,6 +31,12 @@ def wait_for(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyp
         time.sleep(0.02)
 
 
+def recorded_steps(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if line.startswith('{"type":"step"'))
+
+
 def journal_hw(journal: Path) -> dict[str, object]:
     return {"kind": "reflex_test_plugins:JournalSim", "config": {"journal": str(journal)}}
 
@@ -94,10 +100,10 @@ def test_second_sigint_leaves_now_after_a_safe_stop(tmp_path: Path) -> None:
 
 def test_sigterm_is_handled_like_sigint(tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
-    session = base_session(mode="dry_run", max_steps=0, hardware=journal_hw(journal))
-    proc = start(write_session(tmp_path, session), "--no-record")
-    wait_for(lambda: len(read_journal(journal)) >= 2)
-    time.sleep(0.3)
+    rec = tmp_path / "rec"
+    session = base_session(mode="dry_run", max_steps=0, hardware=journal_hw(journal), record={"formats": ["jsonl"]})
+    proc = start(write_session(tmp_path, session), "--record", str(rec))
+    wait_for(lambda: recorded_steps(rec / "jsonl" / "steps.jsonl") > 0)  # the loop is running
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     result = json.loads(out.strip().splitlines()[-1])
