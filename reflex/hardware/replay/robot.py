@@ -1,8 +1,9 @@
 """A recorded session served as a robot and its cameras, on the recording's own timeline.
 
-The first state read of a session is the observation its first chunk is inferred from (before
-the control loop starts); it gets recorded step 0, as replay does. The second read is the control
-loop's first tick: the recorded timeline starts there, at step 0. From then on live time selects
+The recorded timeline starts, at recorded step 0, with the newest read for the loop's step 0:
+the observation the first chunk is inferred from, or, should that one be too old by the time the
+loop's first tick comes (a slow first inference, a loaded machine), the fresh read that tick
+takes. So the new session's step 0 is always recorded step 0. From then on live time selects
 the recorded step whose state time is nearest (within half a control period, so a few ms of loop
 phase never shift it by one) and the cameras serve the newest frame recorded at or before that
 step: the new session's step ``k`` sees the observation step ``k`` saw. Capture times are mapped
@@ -48,12 +49,12 @@ class _Timeline:
         self._live_anchor: float | None = None  # live time of recorded step 0
         self._lock = threading.Lock()
 
-    def on_read(self, now: float) -> tuple[int, int]:
-        """A state read: the first (the first chunk's observation, which is also step 0) starts the
-        timeline."""
+    def on_read(self, now: float, step: int | None) -> tuple[int, int]:
+        """A state read for loop step ``step``: the first read, and every read for step 0, (re)start
+        the timeline."""
         with self._lock:
             self._reads += 1
-            if self._reads == 1:
+            if self._reads == 1 or step == 0:
                 self._live_anchor = now
         return self.position(now)
 
@@ -90,6 +91,7 @@ class ReplayHardware:
     rules out ``apply_actions``)."""
 
     can_apply = False
+    accepts_step = True  # the reads for step 0 anchor the recorded timeline
 
     def __init__(self, config: ReplayConfig, path: Path) -> None:
         self.config = config
@@ -130,12 +132,12 @@ class ReplayHardware:
     def enable(self) -> None:
         raise RuntimeError("replay hardware cannot be enabled: it only plays a recording back (use dry_run)")
 
-    def read_state(self) -> StateSample:
+    def read_state(self, step: int | None = None) -> StateSample:
         assert self.episode is not None and self._timeline is not None, "read_state before connect"
-        index, loops = self._timeline.on_read(time.monotonic())
-        step = self.episode.steps[index]
-        t_capture = self._timeline.live(step.t_state, loops)
-        return StateSample(position=step.state.copy(), t_capture=t_capture, extras={"recorded_step": step.step})
+        index, loops = self._timeline.on_read(time.monotonic(), step)
+        recorded = self.episode.steps[index]
+        t_capture = self._timeline.live(recorded.t_state, loops)
+        return StateSample(position=recorded.state.copy(), t_capture=t_capture, extras={"recorded_step": recorded.step})
 
     def apply(self, action: np.ndarray, step: int) -> None:
         raise RuntimeError("replay hardware cannot apply actions (it only plays a recording back)")
