@@ -23,7 +23,9 @@ from reflex.hardware.subprocess.errors import ConnectorError
 
 # A fake robot for both protocols: per call it answers the one request on stdin, persistent it
 # serves lines until "close". Behaviour comes from environment variables so each test can make
-# it misbehave in one precise way at one precise step (FAULT, FAULT_STEP, FAULT_HOOK).
+# it misbehave in one precise way at one precise step (FAULT, FAULT_STEP, FAULT_HOOK): the first
+# request of its hook at or after FAULT_STEP (every step observes; a step the loop held on a loaded
+# machine applies nothing, so an apply fault then fires on the next step that applies).
 FAKE_ROBOT = r'''
 import json, os, signal, sys, time
 
@@ -93,9 +95,10 @@ def answer(req):
 def misbehave(req, persistent):
     """Returns the text to write instead of the real reply, or None."""
     hooks = (FAULT_HOOK,)
-    if not FAULT or req["op"] not in hooks or req.get("step", FAULT_STEP) != FAULT_STEP:
+    step = req.get("step", FAULT_STEP)
+    if not FAULT or req["op"] not in hooks or step is None or step < FAULT_STEP:
         return None
-    sys.stderr.write(f"fake robot: injecting {FAULT} at step {FAULT_STEP}\n")
+    sys.stderr.write(f"fake robot: injecting {FAULT} at step {step}\n")
     sys.stderr.flush()
     if FAULT == "timeout":
         time.sleep(60)

@@ -5,6 +5,7 @@ error naming the command, the hook, the step and the problem. The shipped exampl
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -75,6 +76,17 @@ def assert_one_safe_stop(tmp_path: Path, result: Any) -> str:
     return message
 
 
+def fault_step(message: str, hook: str) -> int:
+    """The step the runner names for the fault: FAULT_STEP for observe (every step observes); for
+    apply the first step at or after it that applied (a step held on a loaded machine applies
+    nothing, so the fake robot's fault fires on the next one)."""
+    found = re.search(rf"\(hook '{hook}', step (\d+)\)", message)
+    assert found, message
+    step = int(found.group(1))
+    assert step == FAULT_STEP if hook == "observe" else step >= FAULT_STEP, message
+    return step
+
+
 PER_CALL_FAULTS = [
     ("observe", "timeout", f"timed out after {TIMEOUT_S:g} s"),
     ("observe", "crash", "was killed by SIGSEGV"),
@@ -101,13 +113,14 @@ def test_per_call_misbehaviour_ends_in_one_safe_stop(tmp_path: Path, hook: str, 
     result = run_session_file(path, no_record=True)
     message = assert_one_safe_stop(tmp_path, result)
     field = "observe_command" if hook == "observe" else "action_command"
-    assert f"{field} `{sys.executable} -S robot.py` (hook '{hook}', step {FAULT_STEP})" in message
+    step = fault_step(message, hook)
+    assert f"{field} `{sys.executable} -S robot.py` (hook '{hook}', step {step})" in message
     assert problem in message
     assert message.startswith(f"{hook}: ")
     if hook == "observe":
         assert result.steps >= 1  # the loop ran before the fault
-    else:
-        assert result.applied_steps == FAULT_STEP  # steps 0..2 applied, step 3 failed
+    else:  # every step before the failed one applied, except those the loop held
+        assert result.applied_steps == step - result.loop["heldSteps"]
 
 
 PERSISTENT_FAULTS = [
@@ -137,7 +150,8 @@ def test_persistent_misbehaviour_ends_in_one_safe_stop(tmp_path: Path, hook: str
     path = session_file(tmp_path, "persistent", {"FAULT": fault, "FAULT_HOOK": hook})
     result = run_session_file(path, no_record=True)
     message = assert_one_safe_stop(tmp_path, result)
-    assert f"command `{sys.executable} -S robot.py --persistent` (hook '{hook}', step {FAULT_STEP})" in message
+    step = fault_step(message, hook)
+    assert f"command `{sys.executable} -S robot.py --persistent` (hook '{hook}', step {step})" in message
     assert problem in message
     pipe_ops = [json.loads(line)["op"] for line in (tmp_path / "pipe.log").read_text().splitlines()]
     if fault in CONTRACT_ONLY:
