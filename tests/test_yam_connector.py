@@ -36,7 +36,6 @@ def config(name: str, **kw: Any) -> YamBimanualConfig:
     # the simulated motors answer from their own thread, which a loaded machine can starve for
     # tens of ms: only the test about the reply budget sets a tight one
     kw.setdefault("reply_budget_ms", 250)
-    kw.setdefault("runner_timeout_s", 1.5)
     return YamBimanualConfig.model_validate({**arms, "sim": {"seed": 1}, **kw})
 
 

@@ -179,9 +179,6 @@ def config(name: str, **kw: Any) -> YamBimanualConfig:
         side: {"channel": f"sim:{name}-{side}", "gripper": "linear_4310", "gripper_limits": [0.0, -6.57]}
         for side in ("left", "right")
     }
-    # a loaded machine can starve the test's thread (the runner here) for hundreds of ms; the
-    # runner timeout has its own test (test_damiao_chain)
-    kw.setdefault("runner_timeout_s", 1.5)
     return YamBimanualConfig.model_validate({**arms, "sim": {"seed": 1}, **kw})
 
 
@@ -413,7 +410,6 @@ def test_ctrl_c_during_gripper_calibration_reports_powered_motors_and_one_safe_s
         "target": {"kind": "local", "export": "builtin:demo_state_only"},
         "hardware": {"kind": "yam_bimanual", "config": {
             "left": {"channel": f"sim:{name}-left"}, "right": {"channel": f"sim:{name}-right"},
-            "runner_timeout_s": 1.5,
         }},
         "record": {"enabled": False},
     }
@@ -471,7 +467,7 @@ def test_second_ctrl_c_during_homing_in_a_session_is_reported_stage_accurately(t
         "hardware": {"kind": "yam_bimanual", "config": {
             "left": {"channel": f"sim:{name}-left", "gripper_limits": [0.0, -6.57]},
             "right": {"channel": f"sim:{name}-right", "gripper_limits": [0.0, -6.57]},
-            "home_pose": home * 2, "home_speed": 0.3, "runner_timeout_s": 1.5,
+            "home_pose": home * 2, "home_speed": 0.3,
         }},
         "safety": {"home_on_stop": True},
         "record": {"enabled": False},

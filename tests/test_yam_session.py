@@ -34,9 +34,8 @@ def yam_session(name: str, mode: str = "dry_run", max_steps: int = 45, **hw: Any
         "left": {"channel": f"sim:{name}-left", "gripper": "linear_4310"},
         "right": {"channel": f"sim:{name}-right", "gripper": "linear_4310"},
         # a loaded machine can starve a thread for hundreds of ms: these tests are not about the
-        # reply budget or the runner timeout (test_damiao_chain and test_yam_motion_safety are)
+        # reply budget (test_damiao_chain and test_yam_motion_safety are)
         "reply_budget_ms": 250,
-        "runner_timeout_s": 1.5,
     }
     config.update(hw)
     return {

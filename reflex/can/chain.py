@@ -112,7 +112,12 @@ class MotorChain:
         self._interp_s = 0.0
         self._last_reply = [time.monotonic()] * n
         self._last_control_t: float | None = None
-        self._heartbeat = time.monotonic()
+        # the runner's silence is measured on this thread's own clock of control cycles, which
+        # does not run while the host stalls this process (see _control_cycle): a runner that is
+        # frozen while this thread runs is stopped on time; a process the host did not run is
+        # not a silent runner, just as it is no silent motor
+        self._watched_s = 0.0
+        self._heartbeat = 0.0
         self.runner_timeout_s: float | None = None
         # interrupts (Ctrl-C / SIGTERM count): an armed chain stops on the next one, a stopping
         # chain cuts its stop short (straight to disable) on the next one
@@ -183,7 +188,7 @@ class MotorChain:
             self._torque_ff = np.zeros(len(self.motors))
             self._spring = [0.0] * len(self.motors)
             self._interp_s = interp_s
-            self._heartbeat = time.monotonic()
+            self._heartbeat = self._watched_s
             self._last_reply = [time.monotonic()] * len(self.motors)
             self._last_control_t = None
             self.fault = None
@@ -201,7 +206,7 @@ class MotorChain:
             self._target = target.copy()
             if torques is not None:
                 self._torque_ff = np.asarray(torques, dtype=float).copy()
-            self._heartbeat = time.monotonic()
+            self._heartbeat = self._watched_s
 
     def set_controls(self, controls: Sequence[JointControl]) -> None:
         """Change gains/limits in control mode; a changed joint restarts from its measured position."""
@@ -224,7 +229,7 @@ class MotorChain:
 
     def touch(self) -> None:
         """The runner is alive (it read state or sent an action)."""
-        self._heartbeat = time.monotonic()
+        self._heartbeat = self._watched_s
 
     def arm_interrupt(self) -> None:
         """Stop on the next interrupt (signal) counted by :attr:`interrupts`, on this chain's
@@ -348,6 +353,8 @@ class MotorChain:
                 # this thread did not run (host stall): a motor is not silent for the time
                 # nobody asked it anything; its budget counts from now
                 self._last_reply = [max(t, now) for t in self._last_reply]
+                gap = self.period  # nor is the runner: its silence counts one cycle for the stall
+            self._watched_s += gap
         self._last_control_t = now
         reason = self._stop_cause(now)
         if reason is not None:
@@ -381,8 +388,9 @@ class MotorChain:
 
     def _stop_cause(self, now: float) -> str | None:
         """Why control must stop before sending anything this cycle (None: carry on)."""
-        if self.runner_timeout_s is not None and now - self._heartbeat > self.runner_timeout_s:
-            self._set_fault(f"{self.name}: no read or action from the runner for {now - self._heartbeat:.2f} s")
+        silent = self._watched_s - self._heartbeat
+        if self.runner_timeout_s is not None and silent > self.runner_timeout_s:
+            self._set_fault(f"{self.name}: no read or action from the runner for {silent:.2f} s")
             return self.fault
         if self._armed_at is not None and self.interrupts is not None and self.interrupts() > self._armed_at:
             self._armed_at = None
