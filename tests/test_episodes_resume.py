@@ -135,13 +135,24 @@ def test_resume_refuses_a_gap_and_touches_nothing(tmp_path: Path) -> None:
     assert not (rec / ".reflex.lock").exists()  # the refused session let go of the directory
 
 
-def test_resume_needs_an_interrupted_episodes_recording(tmp_path: Path) -> None:
+def test_resume_needs_an_episodes_recording(tmp_path: Path) -> None:
     config = session(tmp_path)
     proc, result = resume(config, tmp_path / "nothing", "")
     assert proc.returncode == 2 and "no recording to resume" in json.dumps(result)
     plain = write_session(tmp_path, base_session(record={"enabled": True, "formats": ["lerobot"]}), "plain.yaml")
     proc, result = resume(plain, tmp_path / "rec2", "")
     assert proc.returncode == 2 and "needs an episodes block" in json.dumps(result)
+    # a finished recording made without episodes has no outcomes to number new episodes after
+    rec = tmp_path / "plain-rec"
+    first = subprocess.run([sys.executable, "-m", "reflex", "connect", "--config", str(plain), "--json", "--record",
+                            str(rec)], capture_output=True, text=True, timeout=300, env=subprocess_env(), cwd=REPO)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = hashes(rec)
+    proc, result = resume(write_session(tmp_path, base_session(
+        max_steps=0, episodes={"count": 1, "steps": STEPS}, record={"enabled": True, "formats": ["lerobot"]},
+    ), "eps.yaml"), rec, "")
+    assert proc.returncode == 2 and "made without episodes" in json.dumps(result)
+    assert hashes(rec) == before
 
 
 # -- appending to a finished recording -----------------------------------------------------------

@@ -34,8 +34,6 @@ class ResumeRefused(Exception):
     """The recording cannot be resumed; the message says why and what to do."""
 
 
-# what must match between the recording and a session resuming it (recording.json fields)
-COMPATIBLE_FIELDS = ("fps", "joints", "cameras", "features", "image_cameras")
 APPENDABLE = ("complete", "repaired")
 
 
@@ -66,8 +64,8 @@ class ResumePlan:
 
 
 def mismatches(status: dict[str, Any], mine: dict[str, Any]) -> list[str]:
-    """The fields of ``mine`` (see :data:`COMPATIBLE_FIELDS`) the recording has otherwise, each
-    as ``field: recorded X, this session Y``."""
+    """The fields of ``mine`` (recording.json's fps, joints, cameras, features, image_cameras)
+    the recording has otherwise, each as ``field: recorded X, this session Y``."""
     out = []
     for key, value in mine.items():
         if key in status and status[key] != value:
