@@ -7,7 +7,6 @@ however the session ends (a clean end, Ctrl-C typed on the terminal).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import select
@@ -70,9 +69,10 @@ class Terminal:
         os.close(self.slave)
 
 
-def _controlling_tty() -> None:  # in the child: the pty is its terminal, so Ctrl-C typed there signals it
-    os.setsid()
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+# run a command with the pty (its stdin) as its controlling terminal, so Ctrl-C typed there signals
+# it and job control applies: a new session, the terminal claimed, then exec (no preexec_fn needed)
+CONTROLLING_TTY = [sys.executable, "-c", "import fcntl, os, sys, termios; os.setsid(); "
+                   "fcntl.ioctl(0, termios.TIOCSCTTY, 0); os.execvp(sys.argv[1], sys.argv[1:])"]
 
 
 def spawn(tmp_path: Path, term: Terminal, *, as_json: bool) -> subprocess.Popen[str]:
@@ -81,12 +81,12 @@ def spawn(tmp_path: Path, term: Terminal, *, as_json: bool) -> subprocess.Popen[
         episodes={"count": 2, "steps": STEPS, "tasks": TASKS, "labels": "stdin"},
         record={"enabled": True, "formats": ["lerobot"]},
     ))
-    args = [sys.executable, "-m", "reflex", "connect", "--config", str(config), "--record", str(tmp_path / "rec")]
+    args = [*CONTROLLING_TTY, sys.executable, "-m", "reflex", "connect", "--config", str(config),
+            "--record", str(tmp_path / "rec")]
     env = subprocess_env(TERM="xterm", COLUMNS="200")
     return subprocess.Popen(
         [*args, "--json"] if as_json else args, stdin=term.slave, stderr=term.slave,
         stdout=subprocess.PIPE if as_json else term.slave, text=True, env=env, cwd=REPO,
-        preexec_fn=_controlling_tty,  # setsid + ioctl only: safe beside the drain thread
     )
 
 
@@ -151,8 +151,8 @@ def test_a_background_session_never_touches_the_terminal(tmp_path: Path, term: T
     ))
     out = tmp_path / "result.json"
     shell = f"set -m; {sys.executable} -m reflex connect --config {config} --json > {out} & wait $!"
-    proc = subprocess.Popen(["bash", "-c", shell], stdin=term.slave, stdout=term.slave, stderr=term.slave,
-                            env=subprocess_env(TERM="xterm"), cwd=REPO, preexec_fn=_controlling_tty)
+    proc = subprocess.Popen([*CONTROLLING_TTY, "bash", "-c", shell], stdin=term.slave, stdout=term.slave,
+                            stderr=term.slave, env=subprocess_env(TERM="xterm"), cwd=REPO)
     try:
         proc.wait(timeout=120)
     finally:
