@@ -260,8 +260,10 @@ def test_motor_going_silent_while_enabled_stops_both_arms(name: str, buses: Buse
             while time.monotonic() < deadline:
                 hw.read_state()
                 time.sleep(0.01)
-        hw.safe_stop("test: silent motor")  # the silent motor cannot confirm: not a failed stop
-        assert hw.unconfirmed == [] or all("right gripper" in u for u in hw.unconfirmed)
+        # the silent motor cannot confirm the disable: the stop fails, leaving it to its watchdog
+        with pytest.raises(HardwareFault, match=r"right gripper .* did not confirm the disable .* motor watchdog"):
+            hw.safe_stop("test: silent motor")
+        assert len(hw.unconfirmed) == 1 and "right gripper" in hw.unconfirmed[0]
     finally:
         hw.close()
     buses.close()

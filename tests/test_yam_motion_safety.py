@@ -229,6 +229,8 @@ def test_silent_motor_first_stop_frame_on_both_arms_within_one_control_period(na
         buses.sims["right"].set_silent(4)
         with pytest.raises(HardwareFault, match=r"right joint4 .*no reply for \d+ ms \(budget 17 ms\)"):
             hold_for(hw, 5.0)
+        with pytest.raises(HardwareFault, match=r"right joint4 .* did not confirm the disable"):
+            hw.safe_stop("test: silent motor")  # left to its watchdog (tests/test_yam_truthful_stops.py)
     finally:
         hw.close()
         frames = buses.close()
@@ -251,8 +253,9 @@ def test_bus_off_on_one_arm_stops_the_other_and_names_the_watchdog(name: str, tm
         with pytest.raises(HardwareFault) as failed:
             hw.safe_stop("test: bus-off")
         message = str(failed.value)
-        assert "left arm (sim:" in message and "left to their watchdog (400 ms), which" in message
-        assert " UTC, 400 ms after the last frame that left" in message
+        assert "left arm (sim:" in message and "(bus error, no frame reaches its motors" in message
+        assert "left to their motor watchdog (400 ms), which" in message
+        assert " UTC, 400 ms after the last frame they acknowledged (at the latest " in message
         left_status = buses.sims["left"].with_motors(lambda ms: [m.status for m in ms.values()])
     finally:
         hw.close()
@@ -437,7 +440,9 @@ def test_ctrl_c_during_gripper_calibration_reports_powered_motors_and_one_safe_s
     assert t_signal, "calibration never started"
     assert result["ok"] is False and result["exitCode"] == 130 and result["stopReason"] == "aborted"
     assert result["safeStops"] == 1 and not result["safeStopFailures"]
-    assert any("SIGINT during hardware.enable: motors were powered; safe-stopped" in e for e in result["errors"])
+    assert any("SIGINT during hardware.enable, after the first enable frame" in e for e in result["errors"])
+    assert "hardware.enable: motors were powered (an enable frame went out); safe-stopped" in result["errors"]
+    assert result["motorsPowered"] is True and not result["leftToWatchdog"]
     assert not any("before powering anything" in e for e in result["errors"])
     for side in ("left", "right"):
         kinds = [classify(f.arbitration_id, f.data) for f in frames[side] if f.arbitration_id < 0x10]

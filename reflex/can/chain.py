@@ -47,6 +47,7 @@ from reflex.can.readings import ChainState, MotorReading
 from reflex.can.registers import REGISTER_SERVICE_ID, RegisterCmd
 from reflex.can.shaping import JointControl, Measured, Shaped, feedforward_velocity, shape
 from reflex.can.stop import SUPPORT_STILL_RAD_S, SUPPORT_TAU_S, StopPlan, spring_torque, support_torque
+from reflex.can.unconfirmed import Unconfirmed
 from reflex.can.wire import ChainMotor, ChainStats, ChainTiming, Replies, Request, Strategy, Wire
 
 __all__ = [
@@ -134,7 +135,7 @@ class MotorChain:
         self.stopped.set()
         self.disabled_ok = True
         self.still_enabled: list[str] = []
-        self.unconfirmed: list[str] = []
+        self.unconfirmed: list[Unconfirmed] = []
 
     # ================================================================== blocking operations
     def refresh(self) -> list[Feedback]:

@@ -20,13 +20,16 @@ from reflex.can.codec import (
 )
 from reflex.can.faults import MotorError, MotorFault, MotorSilent, MotorStatus, is_fault, status_text
 from reflex.can.registers import REGISTER_SERVICE_ID, RegisterCmd, decode_value, encode_value
+from reflex.can.unconfirmed import Unconfirmed
 from reflex.can.wire import Replies, Request, Wire
+
+MIN_DISABLE_ROUNDS = 3  # FD rounds (each with its resends) before a motor counts as unconfirmed
 
 
 @dataclass(frozen=True)
 class DisableOutcome:
     still_enabled: list[str]  # answered "enabled" to FD: a failed stop
-    unconfirmed: list[str]  # never answered: cannot confirm (its own watchdog damps it)
+    unconfirmed: list[Unconfirmed]  # never answered: cannot confirm (left to its own watchdog)
 
 
 class Operations:
@@ -78,27 +81,36 @@ class Operations:
         return out
 
     def disable_confirmed(self) -> DisableOutcome:
-        """FD until every motor answered 'not enabled', or ``stop_disable_s`` ran out."""
+        """FD until every motor answered 'not enabled', or ``stop_disable_s`` ran out (and at
+        least ``MIN_DISABLE_ROUNDS`` rounds went out)."""
         todo = list(range(len(self.motors)))
         answered: set[int] = set()
         deadline = time.monotonic() + self.timing.stop_disable_s
+        rounds = 0
         while todo:
             reqs = [Request(i, self.motors[i].esc_id, special_frame(Special.DISABLE)) for i in todo]
             got = self.wire.transact(reqs, absorb=True, setup=True)
             answered.update(got)
             todo = [i for i in todo if i not in got or self.readings[i].status == MotorStatus.ENABLED]
-            if time.monotonic() > deadline:
+            rounds += 1
+            # a few rounds whatever the clock says: a host stall must not use up the time budget
+            if rounds >= MIN_DISABLE_ROUNDS and time.monotonic() > deadline:
                 break
+        in_flight = 2 * len(self.motors) * self.timing.frame_s  # a frame handed over may wait this long
         return DisableOutcome(
             [self.motors[i].where for i in todo if i in answered],
-            [self.motors[i].where for i in todo if i not in answered],
+            [
+                Unconfirmed(self.motors[i].where, self.wire.last_reply[i], self.wire.last_sent[i], in_flight)
+                for i in todo
+                if i not in answered
+            ],
         )
 
     def clear_errors(self, indices: Sequence[int]) -> None:
         """FB to the given motors. Whether a motor answers FB is not established: any reply is
         read and dropped, none is waited for beyond one reply timeout."""
         for i in indices:
-            self.wire.send(self.motors[i].esc_id, special_frame(Special.CLEAR_ERROR))
+            self.wire.send(self.motors[i].esc_id, special_frame(Special.CLEAR_ERROR), i)
         t = self.timing
         deadline = time.monotonic() + t.setup_timeout_s + len(indices) * 2 * t.frame_s
         while time.monotonic() < deadline:

@@ -127,6 +127,10 @@ class Wire:
         self._by_reply = {m.reply_id: i for i, m in enumerate(self.motors)}
         self.bus_error: str | None = None  # the last refused send, cleared by a good one
         self.last_tx_ok = time.monotonic()  # when a frame last left (bus-off: the watchdog counts from here)
+        # per motor, monotonic: the last frame that left for it, the last reply it gave (what a stop
+        # that cannot be confirmed says about its watchdog, see reflex.can.unconfirmed)
+        self.last_sent: list[float | None] = [None] * len(self.motors)
+        self.last_reply: list[float | None] = [None] * len(self.motors)
 
     def transact(self, reqs: list[Request], absorb: bool, setup: bool = False) -> Replies:
         """Send every request and collect one matching reply each."""
@@ -145,8 +149,9 @@ class Wire:
                     self.last_register.pop(i, None)
         return got
 
-    def send(self, arbitration_id: int, data: bytes) -> bool:
-        """Put one frame on the bus; False if the bus refused it (counted and remembered)."""
+    def send(self, arbitration_id: int, data: bytes, index: int | None = None) -> bool:
+        """Put one frame on the bus (for motor ``index``, if one); False if the bus refused it
+        (counted and remembered)."""
         try:
             self.bus.send(can.Message(arbitration_id=arbitration_id, data=data, is_extended_id=False))
         except can.CanError as exc:
@@ -156,6 +161,8 @@ class Wire:
         self.stats.frames_tx += 1
         self.bus_error = None
         self.last_tx_ok = time.monotonic()
+        if index is not None:
+            self.last_sent[index] = self.last_tx_ok
         return True
 
     def recv_any(self, timeout: float) -> can.Message | None:
@@ -173,7 +180,7 @@ class Wire:
         for req in reqs:
             pending[req.index] = req
             attempts[req.index] = 0
-            sent = self.send(req.arbitration_id, req.data)
+            sent = self.send(req.arbitration_id, req.data, req.index)
             # a refused frame never reached the wire: nothing to wait for, retry it at once
             deadline[req.index] = time.monotonic() + (in_flight + timeout if sent else 0.0)
         while pending:
@@ -187,7 +194,7 @@ class Wire:
                 if attempts[i] < retries and (i not in got or pending[i].want_status is not None):
                     attempts[i] += 1
                     self.stats.retries += 1
-                    sent = self.send(pending[i].arbitration_id, pending[i].data)
+                    sent = self.send(pending[i].arbitration_id, pending[i].data, i)
                     deadline[i] = time.monotonic() + (2 * t.frame_s + timeout if sent else 0.0)
                 else:
                     del pending[i]
@@ -207,6 +214,7 @@ class Wire:
             return
         want = pending[index].want_status
         got[index] = (data, t_rx)
+        self.last_reply[index] = t_rx
         if want is None or data[0] >> 4 == want:
             del pending[index]
         # else: keep it provisionally; a reply with the wanted status may still come

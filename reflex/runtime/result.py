@@ -44,14 +44,19 @@ class SessionResult:
     seams: dict[str, Any] = field(default_factory=dict)
     expert_override: dict[str, Any] | None = None  # see reflex.config.bounds
     episodes: dict[str, Any] | None = None  # episodes sessions: per-episode outcomes, success rate
+    motors_powered: bool = False  # an enable frame went out (unknown for a connector: assumed)
+    # motors a stop could not confirm disabled: which, and when their own watchdog expires
+    left_to_watchdog: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.errors or self.safe_stops or self.safe_stop_failures or self.aborted)
+        return not (
+            self.errors or self.safe_stops or self.safe_stop_failures or self.aborted or self.left_to_watchdog
+        )
 
     @property
     def exit_code(self) -> int:
-        if self.safe_stop_failures:
+        if self.safe_stop_failures or self.left_to_watchdog:  # a motor left to its watchdog: check the robot
             return EXIT_SAFE_STOP_FAILED
         if self.aborted:
             return EXIT_ABORTED
@@ -95,6 +100,8 @@ class SessionResult:
             "sessionId": self.session_id,
             "stopReason": self.stop_reason,
             "safeStopFailures": list(self.safe_stop_failures),
+            "motorsPowered": self.motors_powered,
+            "leftToWatchdog": list(self.left_to_watchdog),
             "durationS": round(self.duration_s, 4),
             "timeToFirstActionS": (
                 None if self.time_to_first_action_s is None else round(self.time_to_first_action_s, 4)

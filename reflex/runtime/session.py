@@ -254,22 +254,27 @@ class Session:
             try:
                 self._setup("hardware.enable", self.hardware.enable)
             except SetupError:
-                self._enable_failed = True  # some motors may be live: _finish safe-stops
+                self._enable_failed = self._hardware_powered()  # motors were live: _finish safe-stops
                 raise
             except SessionAborted as exc:
                 raise self._aborted_during_enable(exc) from exc
             self.enabled = True
             self._event("enabled", "motors enabled after the first valid chunk")
 
+    def _hardware_powered(self) -> bool:
+        """Whether an enable frame went out (connectors say so with ``powered``; unknown counts
+        as powered)."""
+        return bool(getattr(self.hardware, "powered", True))
+
     def _aborted_during_enable(self, exc: SessionAborted) -> SessionAborted:
         """A signal during enable (or what it includes, e.g. gripper calibration): the report
-        says whether any motor was powered (connectors say so with ``powered``; unknown counts
-        as powered) and, if so, _finish makes it one safe stop."""
+        says whether any motor was powered and, if so, _finish makes it one safe stop and says
+        how that went."""
         signal_name = self.gate.last_signal or "signal"
-        if not getattr(self.hardware, "powered", True):
+        if not self._hardware_powered():
             return SessionAborted(f"{signal_name} during hardware.enable, before any motor was powered: aborted")
         self._enable_failed = True
-        return SessionAborted(f"{signal_name} during hardware.enable: motors were powered; safe-stopped")
+        return SessionAborted(f"{signal_name} during hardware.enable, after the first enable frame")
 
     def _execution_settings(self) -> ExecutionSettings:
         """``execution`` resolved against the target: a horizon in seconds becomes actions."""
@@ -407,7 +412,12 @@ class Session:
                 res.stop_reason = f"incident:{incident.stage}"
             self._safe_stop(str(incident))
         elif self._enable_failed:
-            self._safe_stop("enable failed: " + (res.errors[-1] if res.errors else "unknown error"))
+            stopped = self._safe_stop("enable failed: " + (res.errors[-1] if res.errors else "unknown error"))
+            res.errors.append(
+                "hardware.enable: motors were powered (an enable frame went out); "
+                + ("safe-stopped" if stopped else "the safe stop failed, check the robot (safeStopFailures)")
+            )
+        res.motors_powered = self.enabled or self._enable_failed
         try:
             hardware = self.hardware
             wanted = incident is None and self.enabled and self.config.safety.home_on_stop
@@ -420,11 +430,17 @@ class Session:
         res.errors.extend(self.cameras.stop())
         self._forced_during_shutdown()
         if self.hardware is not None:
+            left_before = len(self._left_to_watchdog())
             try:
                 self.hardware.close()
             except Exception as exc:
-                res.errors.append(f"hardware: close: {type(exc).__name__}: {exc}")
+                # a stop in close that left a motor to its watchdog is a failed safe stop
+                failed = len(self._left_to_watchdog()) > left_before
+                (res.safe_stop_failures if failed else res.errors).append(
+                    f"hardware: close: {type(exc).__name__}: {exc}"
+                )
             self._hardware_closed = True
+            res.left_to_watchdog = list(self._left_to_watchdog())
         if self.worker is not None:
             self.worker.close()
         if self.target is not None:
@@ -466,17 +482,25 @@ class Session:
         if res.safe_stops == 0 and self.hardware is not None and not self._hardware_closed:
             self._safe_stop(f"second {self.gate.last_signal} during shutdown")
 
-    def _safe_stop(self, reason: str) -> None:
-        """Exactly one safe stop per incident; a failing safe stop is reported, never hidden."""
+    def _safe_stop(self, reason: str) -> bool:
+        """Exactly one safe stop per incident; a failing safe stop is reported, never hidden.
+        Returns whether it succeeded."""
         self.result.safe_stops += 1
         self._event("safe_stop", reason)
         if self.hardware is None:
-            return
+            return True
         try:
             self.hardware.safe_stop(reason)
         except Exception as exc:
             self.result.safe_stop_failures.append(f"{type(exc).__name__}: {exc}")
             self._event("safe_stop_failed", str(exc))
+            return False
+        return True
+
+    def _left_to_watchdog(self) -> list[dict[str, Any]]:
+        """Motors a stop could not confirm disabled, as the connector states them (YAM: see
+        reflex.can.unconfirmed); other connectors report none."""
+        return list(getattr(self.hardware, "left_to_watchdog", None) or [])
 
     def _event(self, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
         if self.hub is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import random
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from reflex.can.codec import (
@@ -123,7 +124,9 @@ class SimMotor:
         self.drop_next_replies = 0
         # registers whose writes are echoed but not applied (a write-protected or faulty motor)
         self.ignore_writes: set[int] = set()
-        self.pending_fault: int | None = None
+        # called with (motor, arbitration_id, data, t) before each accepted frame is handled: a
+        # test makes a fault happen at a given point of the protocol (the enable frame, a push)
+        self.on_frame: Callable[[SimMotor, int, bytes, float], None] | None = None
         self.events: list[MotorEvent] = []
         self.counts: dict[str, int] = {}
         self.stored = False
@@ -172,6 +175,8 @@ class SimMotor:
 
     def handle(self, arbitration_id: int, data: bytes, t: float) -> bytes | None:
         """Process one accepted frame at time ``t``; returns the reply payload (or None)."""
+        if self.on_frame is not None:
+            self.on_frame(self, arbitration_id, data, t)
         if self.silent:
             return None
         self.advance(t)

@@ -12,8 +12,8 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from reflex.can.registers import (
 from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
 from reflex.can.sim.registry import is_sim_channel
 from reflex.can.stop import StopPlan
+from reflex.can.unconfirmed import left_to_watchdog
 from reflex.config.stop import StopConfig
 from reflex.errors import SetupError
 from reflex.hardware.yam.arm import (
@@ -106,6 +107,7 @@ class YamArmDriver:
         # target is, so the guard's per-step bound holds for each frame on the bus too
         self.step_band: list[float] | None = None
         self.unconfirmed: list[str] = []
+        self.left_to_watchdog: list[dict[str, Any]] = []  # see reflex.can.unconfirmed
 
     # ------------------------------------------------------------------ naming
     def where(self, i: int) -> str:
@@ -405,7 +407,8 @@ class YamArmDriver:
 
     def finish_stop(self, timeout: float) -> list[str]:
         """Wait for a stop this arm's chain runs (or disable directly if it is not running one);
-        returns what failed. Motors that never answered are in :attr:`unconfirmed`."""
+        returns what failed. A motor that never confirmed the disable (silent, replies lost, bus
+        off) is a failure too, stated with its watchdog's expiry (:attr:`left_to_watchdog`)."""
         chain = self.chain
         assert chain is not None
         failed: list[str] = []
@@ -415,28 +418,22 @@ class YamArmDriver:
                 failed.append(f"{chain.name} did not finish its stop in time")
             failed.extend(chain.still_enabled)
         else:
-            # enable failed half-way or the thread died: disable directly
+            # enable failed half-way, the chain stopped itself, or the thread died: disable directly
             failed.extend(chain.disable_all())
-        if chain.bus_error is not None:
-            failed.append(self.left_to_watchdog(chain.bus_error))
-        self.unconfirmed = list(chain.unconfirmed)
+        self.unconfirmed = [u.where for u in chain.unconfirmed]
+        if chain.unconfirmed:
+            cause = (
+                f"bus error, no frame reaches its motors: {chain.bus_error}"
+                if chain.bus_error is not None
+                else f"no reply to the disable frames for {chain.timing.stop_disable_s * 1e3:g} ms"
+            )
+            text, records = left_to_watchdog(
+                chain.name, self.arm.channel, chain.unconfirmed, self.config.watchdog_ms / 1e3, cause
+            )
+            failed.append(text)
+            self.left_to_watchdog.extend(records)
         self.enabled = False
         return failed
-
-    def left_to_watchdog(self, error: str) -> str:
-        """What the result says about an arm Reflex cannot command (bus-off): its motors keep
-        their last command until their own watchdog damps them, and when that is."""
-        assert self.chain is not None
-        last = self.chain.last_tx_ok
-        expires = last + self.config.watchdog_ms / 1e3
-        now = time.monotonic()
-        wall = datetime.fromtimestamp(time.time() + (expires - now), tz=timezone.utc)
-        when = "expired" if expires <= now else "expires"
-        return (
-            f"{self.chain.name} ({self.arm.channel}): bus error, no stop frame reaches its motors ({error}); "
-            f"left to their watchdog ({self.config.watchdog_ms:g} ms), which {when} at "
-            f"{wall.strftime('%H:%M:%S.%f')[:-3]} UTC, {self.config.watchdog_ms:g} ms after the last frame that left"
-        )
 
     @property
     def stop_duration_s(self) -> float:

@@ -5,11 +5,15 @@ Safety contract (each point has a test in tests/test_yam_*.py):
 * ``connect`` is read-only: refresh polls and register reads, never enable or MIT frames, so a
   ``dry_run`` session cannot make torque. Silent motors and mis-scaled motors refuse here.
 * ``enable`` (apply_actions only, after the target's first valid chunk) refuses when any motor
-  of either arm is silent, faulted or outside its limits, naming arm and joint; it turns on a
-  motor's watchdog if it is off, then holds the measured pose: the first target is reached from
-  there by slewing, never by a jump.
+  of either arm is silent, faulted or outside its limits, naming arm and joint; it writes the
+  configured watchdog to every motor and reads it back, then holds the measured pose: the first
+  target is reached from there by slewing, never by a jump. ``powered`` says an enable frame
+  went out (a bring-up that fails after it has already stopped what it powered).
 * a fault, a missed-reply budget exceeded or a silent runner on either arm starts a safe stop
-  of both arms on the next bus cycle: hold with damping, then disable. Nothing re-enables.
+  of both arms on the next bus cycle (``safety.stop``: hold, damp or disable), then disable.
+  Nothing re-enables.
+* a motor that never confirms the disable (silent, replies lost, bus-off) makes the stop fail,
+  naming it and when its watchdog expires (``left_to_watchdog``).
 * ``close`` always leaves enabled motors disabled.
 """
 
@@ -19,6 +23,7 @@ import contextlib
 import logging
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +57,12 @@ class YamBimanual:
         self.powered = False  # an enable frame went out (a report after that must say motors were live)
         self.stop_reasons: list[str] = []
         self.unconfirmed: list[str] = []
+        # motors a stop could not confirm disabled, with their watchdog's expiry (the session
+        # result's leftToWatchdog; see reflex.can.unconfirmed)
+        self.left_to_watchdog: list[dict[str, Any]] = []
+        # a stop that failed inside enable() (bring-up failed or interrupted): the caller's next
+        # safe_stop reports it, so a failed stop is never hidden behind the bring-up error
+        self._unreported_stop_failure: str | None = None
 
     # ------------------------------------------------------------------ port
     def connect(self) -> None:
@@ -85,10 +96,10 @@ class YamBimanual:
             for arm in self.arms:
                 arm.touch()
         except MotorError as exc:
-            self._stop_all(f"bring-up failed: {exc}")
+            self._stop_after_bring_up(f"bring-up failed: {exc}")
             raise SetupError("hardware.enable", str(exc)) from exc
         except BaseException:
-            self._stop_all("bring-up interrupted")
+            self._stop_after_bring_up("bring-up interrupted")
             raise
         if self.faults:
             raise SetupError("hardware.enable", self.faults[0])
@@ -181,8 +192,19 @@ class YamBimanual:
         return [i for i, n in enumerate(self.layout.names) if not n.endswith("gripper")]
 
     def safe_stop(self, reason: str) -> None:
+        """Stop both arms (see :meth:`_stop_all`); raises if this stop, or the one a failed
+        bring-up already ran, failed."""
         self.stop_reasons.append(reason)
-        self._stop_all(reason)
+        failures = []
+        if self._unreported_stop_failure is not None:
+            failures.append(self._unreported_stop_failure)
+            self._unreported_stop_failure = None
+        try:
+            self._stop_all(reason)
+        except HardwareFault as exc:
+            failures.append(str(exc))
+        if failures:
+            raise HardwareFault("; ".join(failures))
 
     def close(self) -> None:
         try:
@@ -209,6 +231,15 @@ class YamBimanual:
         if self.faults:
             raise HardwareFault(f"yam_bimanual safe-stopped: {self.faults[0]}")
 
+    def _stop_after_bring_up(self, reason: str) -> None:
+        """Stop what a failed bring-up powered, at once; the bring-up's own error stays the one
+        raised, a failure of this stop is kept for the next :meth:`safe_stop`."""
+        try:
+            self._stop_all(reason)
+        except Exception as exc:
+            text = str(exc) if isinstance(exc, HardwareFault) else f"safe stop failed: {type(exc).__name__}: {exc}"
+            self._unreported_stop_failure = text
+
     def _stop_all(self, reason: str) -> None:
         """Both arms' stop plans in parallel (hold / damp / disable, see reflex.can.stop); raise
         if a motor stays enabled. A further Ctrl-C while waiting skips to the disable."""
@@ -219,6 +250,9 @@ class YamBimanual:
         for arm in live:
             failed.extend(arm.finish_stop(arm.stop_duration_s + 2.0))
         self.unconfirmed = [w for a in live for w in a.unconfirmed]
+        for arm in live:
+            self.left_to_watchdog.extend(arm.left_to_watchdog)
+            arm.left_to_watchdog = []
         if self.unconfirmed:
             log.warning("yam_bimanual: no answer to disable from %s (left to the motor watchdog)", self.unconfirmed)
         self.enabled = False
