@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from reflex.ports import ActionChunk, Recorder, SessionEvent, SessionMeta, StepRecord
+from reflex.ports import ActionChunk, Frame, Recorder, SessionEvent, SessionMeta, StepRecord
+from reflex.recording.jpeg import encoded_nbytes
 from reflex.recording.manifest import MANIFEST, manifest_start, read_json, write_json_atomic
 
 FLUSH_EVERY_S = 1.0
@@ -34,7 +35,9 @@ SINK_CLOSE_S = 5.0
 
 
 class ByteBudget:
-    """Bytes held by a group of queues; each frame array counts once however many queues hold it."""
+    """Bytes held by a group of queues; each frame counts once however many queues hold it: its
+    pixels plus the encodings cached on it (:mod:`reflex.recording.jpeg`), which are added when a
+    format makes them while the frame is still queued for another."""
 
     def __init__(self, limit: int, per_writer: int) -> None:
         self.limit = limit
@@ -42,13 +45,13 @@ class ByteBudget:
         self.used = 0
         self.max_used = 0
         self.lock = threading.Lock()
-        self._frames: dict[int, list[int]] = {}  # id(frame) -> [bytes, queues holding it]
+        self._frames: dict[int, list[int]] = {}  # id(frame) -> [bytes counted, queues holding it, encoded bytes]
 
     def new_bytes(self, item: object) -> int:
         """What queueing ``item`` once more would add (call with the lock held)."""
         extra = ITEM_OVERHEAD_BYTES
         if isinstance(item, StepRecord):
-            extra += sum(f.image.nbytes for f in item.frames.values() if id(f) not in self._frames)
+            extra += sum(frame_bytes(f) for f in item.frames.values() if id(f) not in self._frames)
         elif isinstance(item, ActionChunk):
             extra += int(item.actions.nbytes)
         return extra
@@ -59,11 +62,26 @@ class ByteBudget:
             for f in item.frames.values():
                 held = self._frames.get(id(f))
                 if held is None:
-                    self._frames[id(f)] = [f.image.nbytes, 1]
+                    encoded = encoded_nbytes(f)
+                    self._frames[id(f)] = [f.image.nbytes + encoded, 1, encoded]
                 else:
                     held[1] += 1
-        if self.used > self.max_used:
-            self.max_used = self.used
+        self._note_max()
+
+    def note_encoded(self, item: object) -> None:
+        """Count the encodings a format just made of ``item``'s frames, for the frames still
+        queued for another format (call with the lock held)."""
+        if not isinstance(item, StepRecord):
+            return
+        for f in item.frames.values():
+            held = self._frames.get(id(f))
+            if held is not None:
+                grown = encoded_nbytes(f) - held[2]
+                if grown > 0:
+                    held[0] += grown
+                    held[2] += grown
+                    self.used += grown
+        self._note_max()
 
     def give_back(self, item: object) -> None:
         self.used -= ITEM_OVERHEAD_BYTES
@@ -77,11 +95,20 @@ class ByteBudget:
                     del self._frames[id(f)]
                     self.used -= held[0]
 
+    def _note_max(self) -> None:
+        if self.used > self.max_used:
+            self.max_used = self.used
+
+
+def frame_bytes(frame: Frame) -> int:
+    """A frame's pixels plus the encodings cached on it so far."""
+    return int(frame.image.nbytes) + encoded_nbytes(frame)
+
 
 def item_bytes(item: object) -> int:
     """What an item holds in memory while queued (frames dominate; the rest is a flat estimate)."""
     if isinstance(item, StepRecord):
-        return ITEM_OVERHEAD_BYTES + sum(f.image.nbytes for f in item.frames.values())
+        return ITEM_OVERHEAD_BYTES + sum(frame_bytes(f) for f in item.frames.values())
     if isinstance(item, ActionChunk):
         return ITEM_OVERHEAD_BYTES + int(item.actions.nbytes)
     return ITEM_OVERHEAD_BYTES
@@ -182,6 +209,9 @@ class _Writer:
                 if isinstance(item, StepRecord):
                     rec.write_step(item)
                     self.stats.written_steps += 1
+                    if item.frames:
+                        with self.budget.lock:
+                            self.budget.note_encoded(item)
                 elif isinstance(item, ActionChunk):
                     rec.write_chunk(item)
                 elif isinstance(item, SessionEvent):

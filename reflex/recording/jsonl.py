@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording.formats import main_file
-from reflex.recording.jpeg import encoded_image
+from reflex.recording.jpeg import encoded_images
 from reflex.recording.serialize import chunk_dict, event_dict, meta_dict, step_dict
 
 SCHEMA = "reflex.jsonl/1"
@@ -47,8 +47,8 @@ class JsonlRecorder:
     def write_step(self, rec: StepRecord) -> None:
         paths: dict[str, str] = {}
         if self.images:
-            for name, frame in rec.frames.items():
-                data, fmt = encoded_image(frame, self.image_encoding)
+            for name, (data, fmt) in encoded_images(rec.frames, self.image_encoding).items():
+                frame = rec.frames[name]
                 rel = f"images/{name}/{frame.seq:08d}.{'png' if fmt == 'png' else 'jpg'}"
                 if name not in self._made:
                     (self.directory / "images" / name).mkdir(parents=True, exist_ok=True)

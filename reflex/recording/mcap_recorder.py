@@ -31,7 +31,7 @@ from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording import mcap_schemas
 from reflex.recording.clock import WallClock
 from reflex.recording.formats import main_file
-from reflex.recording.jpeg import encoded_image
+from reflex.recording.jpeg import encoded_images
 from reflex.recording.serialize import chunk_dict, event_dict, meta_dict, step_dict
 
 FILE_NAME = main_file("mcap")
@@ -139,12 +139,11 @@ class McapRecorder:
         ns = self._clock.ns
         image_cls, joints_cls, _ = self._pb
         if self.images:
-            for cam, frame in rec.frames.items():
+            frames = {cam: f for cam, f in rec.frames.items() if f"/camera/{cam}/image" in self._channels}
+            for cam, (data, fmt) in encoded_images(frames, self.image_encoding).items():
                 topic = f"/camera/{cam}/image"
-                if topic not in self._channels:
-                    continue
+                frame = frames[cam]
                 t = ns(frame.t_capture)
-                data, fmt = encoded_image(frame, self.image_encoding)
                 msg = image_cls(frame_id=cam, data=data, format=fmt)
                 msg.timestamp.FromNanoseconds(t)
                 self._add(topic, t, msg.SerializeToString(), sequence=frame.seq)

@@ -43,7 +43,7 @@ import numpy as np
 from reflex.ports import ActionChunk, SessionEvent, SessionMeta, StepRecord
 from reflex.recording.clock import WallClock
 from reflex.recording.formats import main_file
-from reflex.recording.jpeg import encoded_image
+from reflex.recording.jpeg import encoded_images
 
 FILE_NAME = main_file("rerun")
 APPLICATION_ID = "reflex"
@@ -133,11 +133,9 @@ class RerunRecorder:
         assert rec is not None and self._clock is not None, "recorder not open"
         ns = self._clock.ns
         rec.set_time("step", sequence=rec_.step)
-        for cam, frame in rec_.frames.items():
-            if cam not in self._cameras:
-                continue
-            rec.set_time("capture_time", timestamp=np.datetime64(ns(frame.t_capture), "ns"))
-            data, fmt = encoded_image(frame, self.image_encoding)
+        frames = {cam: f for cam, f in rec_.frames.items() if cam in self._cameras}
+        for cam, (data, fmt) in encoded_images(frames, self.image_encoding).items():
+            rec.set_time("capture_time", timestamp=np.datetime64(ns(frames[cam].t_capture), "ns"))
             rec.log(f"camera/{cam}", rr.EncodedImage(contents=data, media_type=f"image/{fmt}"))
             self.counts["images"] += 1
         rec.set_time("capture_time", timestamp=np.datetime64(ns(rec_.state.t_capture), "ns"))

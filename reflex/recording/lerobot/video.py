@@ -1,7 +1,8 @@
 """Live video for the LeRobot recorder: one H.264 encoder thread per camera.
 
-Encoding runs off the hub's writer thread (PyAV releases the GIL), so three 640x480 cameras at
-30 Hz cost about a quarter of a core with ``libx264`` ``ultrafast`` (AV1 is too slow to encode
+Encoding runs off the hub's writer thread, and PyAV releases the GIL while it converts and
+encodes (frames are wrapped, not copied, so the thread holds the lock only briefly): three
+640x480 cameras at 30 Hz cost about a quarter of a core with ``libx264`` ``ultrafast`` (AV1 is too slow to encode
 live on 2 cores; transcode after the session if the Hub wants it). While recording, each
 camera goes to a *fragmented* MP4 (a fragment per frame, written when the next frame is muxed:
 :attr:`CameraEncoder.durable` counts the frames a flush has put on disk), so everything up to the
@@ -114,6 +115,7 @@ class CameraEncoder:
 
         container: Any = None
         stream: Any = None
+        time_base = Fraction(1, self.fps)
         try:
             while True:
                 image = self._queue.get()
@@ -121,9 +123,12 @@ class CameraEncoder:
                     break
                 if container is None:
                     container, stream = self._open(av, image)
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                # wraps the camera's array without copying (a camera never writes into an image it
+                # handed out): from_ndarray's copy held the interpreter lock ~1.3 ms per 640x480
+                # frame; the conversion to YUV inside encode() runs in swscale without it
+                frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(image), format="rgb24")
                 frame.pts = self.frames
-                frame.time_base = Fraction(1, self.fps)
+                frame.time_base = time_base
                 for packet in stream.encode(frame):
                     container.mux(packet)
                     self.muxed += 1
