@@ -40,6 +40,7 @@ from reflex.runtime.seams import Seam
 from reflex.runtime.signals import SignalGate
 from reflex.runtime.stalls import StallMeter, command_gap_bound
 from reflex.runtime.timing import Samples, StageTimes
+from reflex.runtime.wakeups import WakeMeter
 
 LIVE_WINDOW = 256  # lateness samples the live status line takes its p99 from
 
@@ -105,6 +106,7 @@ class ControlLoop:
         self.overruns = 0
         self.slow_ticks = 0  # ticks whose work took more than two periods
         self.collector = LoopCollector()  # the GC runs between ticks, never inside one
+        self.wakeups = WakeMeter(self.period)  # ticks starting over a period late, and why
         self.next_chunk_id = 1
         self.first_action_t: float | None = None
         self._consecutive_holds = 0
@@ -222,6 +224,7 @@ class ControlLoop:
         try:
             return self._ticks(None if count is None else self.steps + count, deadline)
         finally:
+            self.wakeups.close()
             if owned:
                 self.collector.stop()
 
@@ -244,6 +247,7 @@ class ControlLoop:
                 self.sleep(t_next - now)
             t_tick = self.clock()
             self.lateness.add((t_tick - t_next) * 1e3)
+            self.wakeups.woke(t_tick - t_next)
             gap = self.stalls.note(t_tick) if self.apply_enabled else None
             if gap is not None:
                 self.steps = step
@@ -470,6 +474,7 @@ class ControlLoop:
             overruns=self.overruns,
             slow_ticks=self.slow_ticks,
             gc=self.collector.summary(),
+            late_wakeups=self.wakeups.summary(),
             first_action_t=self.first_action_t,
             incident=incident,
             exhausted=self.exhausted,

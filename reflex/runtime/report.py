@@ -31,6 +31,7 @@ class LoopReport:
     overruns: int = 0
     slow_ticks: int = 0  # ticks whose work took more than two periods
     gc: dict[str, Any] = field(default_factory=dict)  # collections between ticks (LoopCollector)
+    late_wakeups: dict[str, Any] = field(default_factory=dict)  # ticks over a period late (WakeMeter)
     first_action_t: float | None = None  # monotonic time of the first guarded action
     incident: Incident | None = None
     exhausted: str | None = None  # a finite source (a replayed recording) ran out

@@ -76,6 +76,7 @@ class SessionResult:
             "overruns": report.overruns,
             "slowTicks": report.slow_ticks,
             "gc": report.gc,
+            "lateWakeups": report.late_wakeups,
             "heldSteps": report.held_steps,
         }
         if report.stalls:
