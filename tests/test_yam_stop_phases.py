@@ -1,0 +1,147 @@
+"""Motion safety details shown frame by frame on the simulated bus (issue: motion safety, Build
+items 1, 2, 4 and 6): the hold stiffness and the phases of a stop as configured, a further signal
+cutting a stop short to the disable, homing's time bound, the watchdog's bounds, the gripper's
+configurable speed. Orders and counts of captured frames, never sleeps."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from test_yam_motion_safety import (
+    NOMINAL_KP,
+    POSE,
+    TYPES,
+    Buses,
+    Rig,
+    config,
+    mit,
+    robot,
+)
+
+from reflex.can.capture import classify
+from reflex.can.chain import StopPlan
+from reflex.can.codec import unpack_mit
+from reflex.hardware.yam.config import YamBimanualConfig
+from reflex.hardware.yam.robot import HardwareFault
+
+KP_CODE = 500.0 / 4095  # one kp code
+
+
+def stop_phases(frames: list, esc: int) -> list[str]:
+    """The phases joint ``esc`` went through, in order, from its commands: run (nominal kp),
+    hold (reduced kp), damp (kp 0, kd > 0), disable."""
+    phases: list[str] = []
+    for f in frames:
+        if f.arbitration_id != esc:
+            continue
+        kind = classify(esc, f.data)
+        if kind == "mit":
+            cmd = unpack_mit(f.data, TYPES[esc - 1])
+            phase = "run" if cmd.kp > NOMINAL_KP[esc - 1] - 0.2 else "hold" if cmd.kp > KP_CODE else "damp"
+        elif kind == "disable":
+            phase = "disable"
+        else:
+            continue
+        if not phases or phases[-1] != phase:
+            phases.append(phase)
+    return phases
+
+
+def test_hold_uses_the_configured_stiffness_then_damps_then_disables() -> None:
+    plan = StopPlan(mode="hold", hold_s=0.2, hold_stiffness=0.25, damp_s=0.2)
+    rig = Rig("sim:sp-hold", POSE, plan)
+    try:
+        rig.control()
+        rig.wait_cycles(30)
+        rig.chain.request_stop("test")
+        assert rig.chain.wait_stopped(10)
+    finally:
+        frames = rig.close()
+    for esc in range(1, 7):
+        assert stop_phases(frames, esc) == ["run", "hold", "damp", "disable"], esc
+        held = [unpack_mit(f.data, TYPES[esc - 1]) for f in frames
+                if f.arbitration_id == esc and classify(esc, f.data) == "mit"]
+        hold_kp = {round(c.kp, 1) for c in held if KP_CODE < c.kp < NOMINAL_KP[esc - 1] - 0.2}
+        assert hold_kp and all(abs(k - 0.25 * NOMINAL_KP[esc - 1]) <= KP_CODE for k in hold_kp), (esc, hold_kp)
+        damp = [c for c in held if c.kp <= KP_CODE]
+        assert damp and all(c.kd > 0 for c in damp)
+
+
+def test_a_further_signal_during_the_stop_skips_to_the_disable() -> None:
+    plan = StopPlan(mode="hold", hold_s=30.0, damp_s=30.0)  # would hold for a minute
+    rig = Rig("sim:sp-cut", POSE, plan)
+    signals = [0]
+    rig.chain.interrupts = lambda: signals[0]
+    try:
+        rig.control()
+        rig.wait_cycles(30)
+        rig.chain.request_stop("test")
+        rig.wait_cycles(20)  # holding
+        assert rig.chain.mode == "stopping"
+        cycle = rig.chain.stats.cycles
+        signals[0] += 1  # the second Ctrl-C
+        assert rig.chain.wait_stopped(10)
+        cycles_to_disable = rig.chain.stats.cycles - cycle
+    finally:
+        frames = rig.close()
+    assert cycles_to_disable <= 2  # the cycle that saw the signal disabled (counted when it ended)
+    for esc in range(1, 8):
+        phases = stop_phases(frames, esc)
+        assert phases[-1] == "disable" and "damp" not in phases, (esc, phases)
+
+
+def test_homing_is_bounded_in_time(tmp_path: Path) -> None:
+    name = "sp-home-bound"
+    buses = Buses(name)
+    home = [0.6, 0.6, 0.6, 0, 0, 0, 0.5] * 2
+    hw = robot(config(name, home_pose=home, home_speed=0.05, home_timeout_s=0.5), tmp_path)
+    try:
+        hw.connect()
+        hw.enable()
+        with pytest.raises(HardwareFault, match=r"homing took longer than home_timeout_s = 0.5 s"):
+            hw.go_home()  # 0.6 rad at 0.05 rad/s would take 12 s
+        hw.safe_stop("homing timed out")
+    finally:
+        hw.close()
+        frames = buses.close()
+    joint1 = [p for _, p, kp in mit(frames["left"], 1) if kp > NOMINAL_KP[0] - 0.2]
+    assert joint1[-1] < 0.6 - 0.3, "homing stopped far from home"
+    for esc in range(1, 8):
+        assert stop_phases(frames["left"], esc)[-1] == "disable"
+
+
+def test_watchdog_default_and_bounds() -> None:
+    arms = {s: {"channel": f"sim:sp-wd-{s}"} for s in ("left", "right")}
+    assert YamBimanualConfig.model_validate(arms).watchdog_ms == 400
+    assert YamBimanualConfig.model_validate({**arms, "watchdog_ms": 1000}).watchdog_ms == 1000
+    for bad in (1001, 0, 20):
+        with pytest.raises(ValidationError, match="watchdog_ms"):
+            YamBimanualConfig.model_validate({**arms, "watchdog_ms": bad})
+
+
+@pytest.mark.parametrize("speed", [2.0, 8.0])
+def test_gripper_speed_is_configurable_on_the_wire(speed: float, tmp_path: Path) -> None:
+    name = f"sp-grip-{speed:g}"
+    buses = Buses(name)
+    hw = robot(config(name, gripper_max_speed=speed), tmp_path)
+    try:
+        hw.connect()
+        hw.enable()
+        target = hw.read_state().position
+        target[6] = 0.1 if target[6] > 0.5 else 0.9
+        for step in range(30):
+            hw.read_state()
+            hw.apply(target, step)
+            time.sleep(1 / 30)
+    finally:
+        hw.close()
+        frames = buses.close()
+    gripper = [p for _, p, kp in mit(frames["left"], 7) if kp > NOMINAL_KP[6] - 0.2]
+    steps = [abs(b - a) for a, b in itertools.pairwise(gripper)]
+    code = 2 * TYPES[6].pmax / 65535  # one position code
+    assert max(steps) <= speed / 250 + 2 * code  # one bus period at the configured speed
+    assert max(steps) >= 0.5 * speed / 250, "the gripper did move at about that speed"
