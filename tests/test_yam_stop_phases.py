@@ -13,11 +13,15 @@ import pytest
 from pydantic import ValidationError
 from test_yam_motion_safety import (
     NOMINAL_KP,
+    PERIOD,
     POSE,
     TYPES,
     Buses,
     Rig,
     config,
+    feedback,
+    first_stop_frame,
+    hold_for,
     mit,
     robot,
 )
@@ -145,3 +149,84 @@ def test_gripper_speed_is_configurable_on_the_wire(speed: float, tmp_path: Path)
     code = 2 * TYPES[6].pmax / 65535  # one position code
     assert max(steps) <= speed / 250 + 2 * code  # one bus period at the configured speed
     assert max(steps) >= 0.5 * speed / 250, "the gripper did move at about that speed"
+
+
+def test_lost_replies_past_the_budget_stop_both_arms_within_one_control_period(tmp_path: Path) -> None:
+    """Right joint4 keeps hearing and following its commands, but its replies are lost: past the
+    reply budget (a time), both arms stop, the first stop frame within one control period."""
+    name = "sp-lost"
+    buses = Buses(name)
+    hw = robot(config(name), tmp_path)
+    try:
+        hw.connect()
+        hw.enable()
+        hold_for(hw, 0.2)
+        buses.sims["right"].drop_replies(4, 10**6)
+        with pytest.raises(HardwareFault, match=r"right joint4 .*no reply for \d+ ms \(budget 17 ms\)"):
+            hold_for(hw, 5.0)
+        with pytest.raises(HardwareFault, match=r"right joint4 .* did not confirm the disable"):
+            hw.safe_stop("test: lost replies")
+    finally:
+        hw.close()
+        frames = buses.close()
+    t_last = feedback(frames["right"], 4)[-1][0]  # the last reply that got through
+    for side in ("left", "right"):
+        delay = first_stop_frame(frames[side]) - t_last
+        assert 0 < delay <= PERIOD, f"{side}: first stop frame {delay * 1e3:.1f} ms after the replies stopped"
+    assert not buses.sims["right"].motors[4].enabled, "it heard the disable (only its replies were lost)"
+
+
+def test_homing_obeys_the_acceleration_limit_on_the_wire(tmp_path: Path) -> None:
+    name = "sp-home-accel"
+    buses = Buses(name)
+    accel = 2.0
+    hw = robot(config(name, home_pose=[0.5, 0, 0, 0, 0, 0, 0.5] * 2, home_speed=3.0, max_accel=accel), tmp_path)
+    try:
+        hw.connect()
+        hw.enable()
+        hw.go_home()
+    finally:
+        hw.close()
+        frames = buses.close()
+    joint1 = [p for _, p, kp in mit(frames["left"], 1) if kp > NOMINAL_KP[0] - 0.2]
+    assert joint1[-1] == pytest.approx(0.5, abs=0.05)
+    n, period, code = 10, 1 / 250, 25.0 / 65535
+    bound = accel * (n * period) ** 2 + 4 * code  # second difference over n bus periods
+    worst = max(abs(joint1[k + n] - 2 * joint1[k] + joint1[k - n]) for k in range(n, len(joint1) - n))
+    assert worst <= bound, f"{worst} > {bound}"
+    assert worst > 0.5 * accel * (n * period) ** 2, "homing did accelerate up to the limit"
+
+
+def test_ctrl_c_at_the_enable_frame_reports_powered_motors_and_one_safe_stop(tmp_path: Path) -> None:
+    """SIGINT while the right arm is being enabled (the left one already is): the motors were
+    powered, one safe stop, done, exit 130."""
+    import os
+    import signal
+
+    from conftest import write_session
+    from test_yam_truthful_stops import GRIPPERS, on_motor, session
+
+    from reflex.runtime.session import run_session_file
+
+    def ctrl_c_at_enable(m: object, aid: int, data: bytes, t: float) -> None:
+        if aid == 1 and classify(aid, data) == "enable":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    name = "sp-enable-sigint"
+    buses = Buses(name, on_motor("right", 1, ctrl_c_at_enable))
+    cfg = session(name)
+    for s in ("left", "right"):
+        cfg["hardware"]["config"][s].update(GRIPPERS)
+    try:
+        result = run_session_file(write_session(tmp_path, cfg)).to_json()
+    finally:
+        frames = buses.close()
+    why = (result["errors"], result["safeStopFailures"])
+    assert result["ok"] is False and result["exitCode"] == 130 and result["stopReason"] == "aborted", why
+    assert result["motorsPowered"] is True and result["safeStops"] == 1 and not result["safeStopFailures"], why
+    assert "SIGINT during hardware.enable, after the first enable frame" in result["errors"], why
+    assert "hardware.enable: motors were powered (an enable frame went out); safe-stopped" in result["errors"], why
+    for s in ("left", "right"):
+        kinds = [classify(f.arbitration_id, f.data) for f in frames[s] if f.arbitration_id < 0x10]
+        assert "enable" in kinds and "disable" in kinds, s
+        assert all(not m.enabled for m in buses.sims[s].motors.values()), s
