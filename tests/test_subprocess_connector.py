@@ -102,6 +102,8 @@ def misbehave(req, persistent):
     sys.stderr.flush()
     if FAULT == "timeout":
         time.sleep(60)
+    if FAULT == "slow":  # one slow call (a stalled robot process), then the real answer
+        time.sleep(float(os.environ.get("SLOW_S", "1.0")))
     if FAULT == "crash":
         os.kill(os.getpid(), signal.SIGSEGV)
     if FAULT == "exit":

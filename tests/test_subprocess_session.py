@@ -207,3 +207,20 @@ def test_shipped_examples_complete_a_session(tmp_path: Path, name: str) -> None:
     held = data["loop"]["heldSteps"]
     assert data["steps"] > 0 and data["appliedSteps"] + held == data["steps"] and held <= data["steps"] // 10
     assert data["cameras"]["top"]["newFrames"] >= data["steps"] - held
+
+
+def test_a_slow_apply_of_a_connector_process_is_a_stall_in_the_result(tmp_path: Path) -> None:
+    """Subprocess robots are measured through their apply calls too: one apply that takes a
+    second is a gap beyond the session's bound, named in the result, one safe stop."""
+    env = {"FAULT": "slow", "FAULT_HOOK": "apply", "SLOW_S": "1.0"}
+    path = session_file(tmp_path, "persistent", env)
+    data = yaml.safe_load(path.read_text())
+    data["safety"] = {**(data.get("safety") or {}), "max_command_gap_ms": 500}
+    path.write_text(yaml.safe_dump(data))
+    result = run_session_file(path)
+    out = result.to_json()
+    assert out["stopReason"] == "incident:stall", out["errors"]
+    stalls = out["loop"]["stalls"]
+    assert stalls["count"] >= 1 and stalls["maxGapMs"] >= 1000 and stalls["boundMs"] == 500
+    message = assert_one_safe_stop(tmp_path, result)
+    assert "no command to the robot for" in message and "safety.max_command_gap_ms = 500" in message
