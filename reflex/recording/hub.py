@@ -8,9 +8,10 @@ rest) and each in items (``record.queue_size``). A format that falls behind degr
 steps, each counted: first a step's camera frames are dropped (the step line is kept); when even
 that does not fit, the whole item is dropped and the format has *fallen behind*, which
 :meth:`failures` reports so the loop applies ``record.on_error``. A failing recorder is marked
-failed and stops receiving items. Memory never grows past the budget (frames are admitted on
-their pixels and the encodings they carry; an encoding a format makes while the frame is still
-queued for another is added when made, a few percent of the frame for JPEG).
+failed and stops receiving items. Memory never grows past the budget, except by the encodings
+made while frames wait: a frame is admitted on its pixels and the encodings it carries, and an
+encoding a format makes while the frame is still queued for another is counted when made (a few
+percent of the frame for JPEG), so the next admissions see it.
 Given a directory, the hub also keeps ``<directory>/recording.json`` (see :mod:`manifest`).
 """
 
