@@ -14,7 +14,7 @@ pytest.importorskip("pyarrow")
 pytest.importorskip("mcap_protobuf")
 
 from conftest import run_cli, subprocess_env
-from test_record_support import record_session
+from test_record_support import jsonl_records, record_session
 
 from reflex.runtime.session import run_session_file
 
@@ -47,7 +47,11 @@ def test_list_shows_when_how_long_formats_and_drops(recorded: dict[str, Any]) ->
     assert row["path"] == str(recorded["path"]) and row["sessionId"] == recorded["result"].session_id
     assert row["status"] == "complete" and row["steps"] == STEPS and row["formats"] == FORMATS
     assert row["dropped"] == {f: 0 for f in FORMATS}
-    assert row["durationS"] == pytest.approx(STEPS / 30, abs=0.5) and row["started"].endswith("Z")
+    # the span of the recorded ticks plus one period (at least STEPS periods: a tick never comes early)
+    ticks = [s["t_tick"] for s in jsonl_records(recorded["path"])["step"]]
+    assert row["durationS"] == pytest.approx(ticks[-1] - ticks[0] + 1 / 30, abs=1e-5)
+    assert row["durationS"] >= STEPS / 30 - 1e-5
+    assert row["started"].endswith("Z")
     assert row["sizeBytes"] > 0 and row["task"] == "stack the red cube"
     human = run_cli(["recordings", "list", str(recorded["root"])], COLUMNS="200")
     assert human.returncode == 0 and recorded["result"].session_id in human.stdout and "complete" in human.stdout
