@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from reflex.can.faults import MotorError
+from reflex.can.stop import SUPPORT_STILL_RAD_S
 from reflex.config.base import BuildContext
 from reflex.errors import SetupError
 from reflex.hardware.yam.arm_driver import YamArmDriver, calibrate_grippers
@@ -157,9 +158,16 @@ class YamBimanual:
                 s = min((time.monotonic() - t0) / duration, 1.0)
                 self._home_step(start + s * (home - start), deadline)
                 if s >= 1.0:
-                    error_all = np.abs(self.read_state().position - home)
+                    state = self.read_state()
+                    error_all = np.abs(state.position - home)
                     error = error_all[self._arm_joints]
-                    if float(np.max(error_all)) < 0.05:
+                    # arrived means at rest there: the stop that follows holds the pose it finds
+                    # (a joint still slewing would be held short of home) and learns each joint's
+                    # load at rest (reflex.can.stop), so it must find the arm settled at home
+                    settled = state.velocity is None or float(
+                        np.max(np.abs(state.velocity[self._arm_joints]))
+                    ) < SUPPORT_STILL_RAD_S
+                    if float(np.max(error_all)) < 0.05 and settled:
                         return
                     if time.monotonic() > t0 + duration + 2.0:
                         if float(np.max(error)) < 0.05:
