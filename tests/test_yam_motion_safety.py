@@ -235,9 +235,15 @@ def test_silent_motor_first_stop_frame_on_both_arms_within_one_control_period(na
         hw.close()
         frames = buses.close()
     t_last = feedback(frames["right"], 4)[-1][0]  # the silent motor's last answer
+    t_found = first_stop_frame(frames["right"])  # the right arm stops on the cycle that finds it
+    assert t_found > t_last
+    # within one bus cycle (not a wall-clock time: a loaded host stretches cycles): after the
+    # right arm's first stop frame, each arm sends at most the rest of the cycle in flight
     for side in ("left", "right"):
-        delay = first_stop_frame(frames[side]) - t_last
-        assert 0 < delay <= PERIOD, f"{side}: first stop frame {delay * 1e3:.1f} ms after the silence began"
+        assert first_stop_frame(frames[side], after=t_found) > t_last
+        for esc in range(1, 8):
+            control = [t for t, _, kp in mit(frames[side], esc) if t > t_found and kp > NOMINAL_KP[esc - 1] - 0.2]
+            assert len(control) <= 1, f"{side} motor {esc}: {len(control)} control frames after the stop began"
 
 
 def test_bus_off_on_one_arm_stops_the_other_and_names_the_watchdog(name: str, tmp_path: Path) -> None:
@@ -385,8 +391,9 @@ def test_second_ctrl_c_stops_homing_within_one_control_cycle(name: str, tmp_path
     (t_sig,) = t_signal
     for side in ("left", "right"):
         homing_after = [t for t, _, kp in mit(frames[side], 1) if t > t_sig and kp > NOMINAL_KP[0] - 0.2]
+        # within one bus cycle of the signal (at most the frame in flight), then the stop frames
         assert len(homing_after) <= 1, f"{side}: {len(homing_after)} homing frames after the signal"
-        assert first_stop_frame(frames[side], after=t_sig) - t_sig <= PERIOD
+        first_stop_frame(frames[side], after=t_sig)
         moved = [p for t, p, kp in mit(frames[side], 1) if kp > NOMINAL_KP[0] - 0.2]
         assert moved[-1] < 0.6 - 0.05, "homing was still far from home: the stop cut it short"
 
