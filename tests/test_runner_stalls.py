@@ -6,9 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import base_session, write_session
 
+from reflex.hardware.sim.config import SimConfig
+from reflex.hardware.sim.robot import SimRobot
+from reflex.runtime import stalls
 from reflex.runtime.session import run_session_file
+from reflex.runtime.stalls import StallMeter, is_simulated
 
 
 def session(tmp_path: Path, mode: str, **faults: Any) -> dict[str, Any]:
@@ -40,3 +45,26 @@ def test_without_a_stall_the_gaps_are_still_measured(tmp_path: Path) -> None:
     assert out["loop"]["stalls"]["boundMs"] == 150  # the default bound
     dry = run_session_file(write_session(tmp_path, session(tmp_path, "dry_run"), "dry.yaml")).to_json()
     assert "stalls" not in dry["loop"]  # nothing is live in dry_run
+
+
+def test_host_cpu_wait_counts_on_a_real_robot_and_is_excused_only_on_simulated_hardware(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def meter(simulated: bool) -> StallMeter:
+        waits = iter([0.0, 0.25])  # the kernel's run-queue delay: 250 ms of the next 300 ms gap
+        monkeypatch.setattr(stalls, "cpu_wait_s", lambda: next(waits))
+        m = StallMeter(0.01, 0.15, excuse_host_wait=simulated)
+        assert m.note(1.0) is None
+        return m
+
+    real = meter(False)
+    assert real.note(1.3) == pytest.approx(0.3)  # live motors went 300 ms without a command
+    assert real.summary()["hostWaitMs"] == pytest.approx(250)
+    sim = meter(True)
+    assert sim.note(1.3) is None  # 50 ms of the simulated robot's own time
+    assert sim.summary()["hostWaitMs"] == pytest.approx(250) and sim.summary()["maxGapMs"] == pytest.approx(300)
+
+
+def test_only_simulated_hardware_declares_itself_simulated() -> None:
+    assert is_simulated(SimRobot(SimConfig())) is True
+    assert is_simulated(object()) is False  # a robot that says nothing is real

@@ -38,7 +38,7 @@ from reflex.runtime.inference import InferenceResult, InferenceWorker
 from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.seams import Seam
 from reflex.runtime.signals import SignalGate
-from reflex.runtime.stalls import StallMeter, command_gap_bound
+from reflex.runtime.stalls import StallMeter, command_gap_bound, is_simulated
 from reflex.runtime.timing import Samples, StageTimes
 from reflex.runtime.wakeups import WakeMeter
 
@@ -91,7 +91,8 @@ class ControlLoop:
         self.gate = gate
         self.apply_enabled = config.mode == "apply_actions"
         self.period = 1.0 / config.control_rate_hz
-        self.stalls = StallMeter(self.period, command_gap_bound(config.safety.max_command_gap_ms, hardware))
+        self.stalls = StallMeter(self.period, command_gap_bound(config.safety.max_command_gap_ms, hardware),
+                                 excuse_host_wait=is_simulated(hardware))
         self.safety = config.safety
         self.times = StageTimes("observe", "chunk", "guard", "apply", "record", "tick")
         self.lateness = Samples(recent=LIVE_WINDOW)  # the live status line reads the recent ones

@@ -7,9 +7,11 @@ what the robot declares as ``command_gap_bound_s`` (None: measured only; a conne
 process per call does, since every one of its steps takes that long).
 
 Time the runner's thread was ready to run but the host gave it no CPU (other processes had every
-core) is the host's stall, not the runner's: it is reported (``hostWaitMs``) and only the rest of
-a gap counts against the bound, so a runner that is itself frozen, sleeping or waiting for the
-interpreter is still stopped on time."""
+core) is reported as ``hostWaitMs``. On a real robot it counts like any other gap: live motors
+went without commands whatever the reason. Only on simulated hardware (which declares
+``simulated = True``: its world does not move while its process is not run) is it left out of
+the bound, so a loaded test machine is not a stalled robot; a runner that is itself frozen,
+sleeping or waiting for the interpreter is still stopped on time there too."""
 
 from __future__ import annotations
 
@@ -29,6 +31,11 @@ def command_gap_bound(configured_ms: float | None, hardware: object) -> float | 
     return None if declared is None else float(declared)
 
 
+def is_simulated(hardware: object) -> bool:
+    """Whether ``hardware`` declares itself simulated (a real robot never does)."""
+    return getattr(hardware, "simulated", False) is True
+
+
 def cpu_wait_s() -> float:
     """Time the calling thread has spent runnable but waiting for a CPU (Linux schedstat: its
     run-queue delay); 0.0 where the kernel does not say, so every gap then counts in full."""
@@ -42,6 +49,7 @@ def cpu_wait_s() -> float:
 class StallMeter:
     period_s: float  # the control period: a gap longer than two of them counts as a stall
     bound_s: float | None  # a gap longer than this is an incident (None: measured only)
+    excuse_host_wait: bool = False  # simulated hardware only: the host's CPU wait is not a gap
     count: int = 0
     max_gap_s: float = 0.0
     host_wait_s: float = 0.0  # of the gaps: the runner's thread ready, but given no CPU
@@ -49,8 +57,8 @@ class StallMeter:
     _waited: float = 0.0
 
     def note(self, t: float) -> float | None:
-        """A command (or hold) went out at ``t``; returns the runner's own part of the gap
-        before it (the gap less the host's stall) if that is beyond the bound."""
+        """A command (or hold) went out at ``t``; returns the gap before it if beyond the bound
+        (on simulated hardware, the gap less the host's CPU wait)."""
         waited, self._waited = self._waited, cpu_wait_s()
         last, self._last = self._last, t
         if last is None:
@@ -61,7 +69,7 @@ class StallMeter:
         self.max_gap_s = max(self.max_gap_s, gap)
         if gap > 2 * self.period_s:
             self.count += 1
-        own = gap - host
+        own = gap - host if self.excuse_host_wait else gap
         return own if self.bound_s is not None and own > self.bound_s else None
 
     def restart(self) -> None:

@@ -91,6 +91,7 @@ class ReplayHardware:
     rules out ``apply_actions``)."""
 
     can_apply = False
+    simulated = True  # a recording, not a robot (see runtime.stalls)
     accepts_step = True  # the reads for step 0 anchor the recorded timeline
 
     def __init__(self, config: ReplayConfig, path: Path) -> None:

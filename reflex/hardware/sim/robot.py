@@ -19,6 +19,7 @@ class SimRobot:
     """Integrates lazily: the state advances to 'now' whenever it is read or commanded."""
 
     can_apply = True
+    simulated = True  # its world stands still while its process is not run (see runtime.stalls)
 
     def __init__(self, config: SimConfig) -> None:
         self.config = config
