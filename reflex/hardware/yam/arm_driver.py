@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,7 +30,6 @@ from reflex.can.registers import (
     RID_VMAX,
     TIMEOUT_UNIT_S,
 )
-from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
 from reflex.can.sim.registry import is_sim_channel
 from reflex.can.stop import StopPlan
 from reflex.can.unconfirmed import left_to_watchdog
@@ -48,13 +47,14 @@ from reflex.hardware.yam.arm import (
     joint_names,
 )
 from reflex.hardware.yam.config import YamArmConfig, YamBimanualConfig
-from reflex.hardware.yam.sim import schedule_faults
+
+if TYPE_CHECKING:
+    from reflex.can.sim.bus import SimMotorBus
 
 CALIBRATION_TORQUE = 0.5  # Nm, as i2rt
 CALIBRATION_MAX_S = 2.0
 CALIBRATION_SAMPLE_S = 0.05
 CALIBRATION_STILL_RAD = 0.01
-TEACHING_HANDLE_FRAME = StrayFrame(0x50F, bytes((0x01, 0x00, 0x10, 0x00, 0x00, 0x00, 0, 0)), 0.01)
 
 
 @dataclass
@@ -98,7 +98,7 @@ class YamArmDriver:
         )
         self.gripper_calibrated = self.gripper_limits is not None
         self.chain: MotorChain | None = None
-        self.sim: SimMotorBus | None = None
+        self.sim: SimMotorBus | None = None  # a sim: channel's bus; stopped on close if owned
         self.owns_sim = False
         self.bringup = BringUp()
         self.enabled = False
@@ -160,38 +160,10 @@ class YamArmDriver:
         self.chain.start()
 
     def _start_sim(self) -> None:
-        from reflex.hardware.yam.sim import attach_or_start
+        from reflex.hardware.yam.sim import start_arm_sim
 
-        opts = self.config.sim
-        report = None
-        if opts.report is not None:
-            name = self.arm.channel.replace(":", "_").replace("/", "_")
-            report = (self.config_dir / opts.report).resolve() / f"{name}.json"
-        timing = WireTiming(
-            enabled=opts.wire_timing,
-            bitrate=self.config.bitrate,
-            latency_s=opts.latency_ms / 1e3,
-            jitter_s=opts.jitter_ms / 1e3,
-        )
         table = {m.motor.name: m.motor for m in self.motors}
-        self.sim, self.owns_sim = attach_or_start(
-            self.arm.channel,
-            self.arm.gripper,
-            seed=opts.seed + (0 if self.side == "left" else 1),
-            timing=timing,
-            motor_types=table,
-            stray=[TEACHING_HANDLE_FRAME] if opts.stray_frames else None,
-            report_path=report,
-            reply_to_clear_error=opts.reply_to_clear_error,
-            gravity=opts.gravity,
-        )
-        if self.owns_sim:
-            schedule_faults(self.sim, opts.faults, self.side, "start")
-
-    def schedule_enable_faults(self) -> None:
-        """Sim channels only: the faults a config asked for after enable."""
-        if self.sim is not None and self.owns_sim:
-            schedule_faults(self.sim, self.config.sim.faults, self.side, "enable")
+        self.sim, self.owns_sim = start_arm_sim(self.config, self.side, self.config_dir, table)
 
     def _check_registers(self) -> None:
         chain = self.chain

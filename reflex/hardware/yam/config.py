@@ -72,7 +72,10 @@ class SimFault(StrictModel):
     kind: FaultKind
     at_s: float = Field(0.0, ge=0, description="Seconds after the moment given by 'after'.")
     after: Literal["start", "enable"] = Field(
-        "start", description="Count from the bus start, or from the end of enable() (motors live)."
+        "start",
+        description="Count from the bus start, or from the end of bring-up as the simulator sees it "
+        "on the wire: the first enable frame (FC) or, when the gripper is calibrated at enable (no "
+        "gripper_limits), its first position-control frame (kp > 0) after the calibration pushes.",
     )
     count: int = Field(1, ge=1, description="Replies to drop (kind drop_replies).")
 

@@ -109,8 +109,6 @@ class YamBimanual:
             raise
         if self.faults:
             raise SetupError("hardware.enable", self.faults[0])
-        for arm in self.arms:
-            arm.schedule_enable_faults()  # sim channels only: faults a test asked for
 
     def read_state(self) -> StateSample:
         self._raise_if_faulted()

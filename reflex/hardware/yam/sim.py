@@ -10,12 +10,10 @@ zero at the closed stop, with hard stops one stroke apart so calibration finishe
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reflex.can.faults import MotorStatus
 from reflex.can.motors import MotorType, motor_type
 from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
 from reflex.can.sim.motor import Plant, SimMotor, SimMotorConfig
@@ -28,9 +26,10 @@ from reflex.hardware.yam.arm import (
     arm_limits,
     gripper_spec,
 )
+from reflex.hardware.yam.sim_faults import arm_faults
 
 if TYPE_CHECKING:
-    from reflex.hardware.yam.config import SimFault
+    from reflex.hardware.yam.config import SimFault, YamBimanualConfig
 
 # inertia (kg m^2), viscous damping (Nm s/rad), Coulomb friction (Nm), damping-mode kd
 _ARM_PLANT = (
@@ -112,47 +111,55 @@ def attach_or_start(
     report_path: Path | None = None,
     reply_to_clear_error: bool = False,
     gravity: Sequence[float] = YAM_GRAVITY,
+    faults: Sequence[SimFault] = (),
+    gripper_calibrates: bool = False,
 ) -> tuple[SimMotorBus, bool]:
     """The simulated bus on ``channel``: an already running one (started by a test), or a new
-    one. Returns (bus, owned): only an owned bus is stopped by whoever started it here."""
+    one with ``faults`` armed. Returns (bus, owned): only an owned bus is stopped by whoever
+    started it here."""
     existing = running(channel)
     if existing is not None:
         return existing, False
     motors = yam_sim_motors(gripper, seed, motor_types, reply_to_clear_error=reply_to_clear_error, gravity=gravity)
     sim = SimMotorBus(channel, motors, timing=timing, seed=seed, stray=stray or [], report_path=report_path)
+    arm_faults(sim, faults, gripper_calibrates)
     return sim.start(), True
 
 
-_FAULT_CODES = {
-    "over_voltage": MotorStatus.OVER_VOLTAGE,
-    "under_voltage": MotorStatus.UNDER_VOLTAGE,
-    "over_current": MotorStatus.OVER_CURRENT,
-    "mos_over_temperature": MotorStatus.MOS_OVER_TEMPERATURE,
-    "rotor_over_temperature": MotorStatus.ROTOR_OVER_TEMPERATURE,
-    "overload": MotorStatus.OVERLOAD,
-}
+TEACHING_HANDLE_FRAME = StrayFrame(0x50F, bytes((0x01, 0x00, 0x10, 0x00, 0x00, 0x00, 0, 0)), 0.01)
 
 
-def schedule_faults(sim: SimMotorBus, faults: Sequence[SimFault], side: str, after: str) -> None:
-    """Arm the faults a config asked for on this bus (``after`` = start | enable)."""
-    for fault in faults:
-        if fault.arm == side and fault.after == after:
-            _schedule(sim, fault)
-
-
-def _schedule(sim: SimMotorBus, fault: SimFault) -> None:
-    def fire() -> None:
-        motor = sim.motor(fault.joint)
-        if fault.kind == "silent":
-            motor.silent = True
-        elif fault.kind == "drop_replies":
-            motor.drop_next_replies += fault.count
-        elif fault.kind == "bus_off":
-            sim.set_bus_off()
-        else:
-            motor.inject_fault(_FAULT_CODES[fault.kind], time.monotonic())
-
-    if fault.at_s == 0 and not sim.running:
-        fire()
-    else:
-        sim.call_at(fault.at_s, fire)
+def start_arm_sim(
+    config: YamBimanualConfig,
+    side: str,
+    config_dir: Path,
+    motor_types: dict[str, MotorType],
+) -> tuple[SimMotorBus, bool]:
+    """The simulated bus of one arm's ``sim:`` channel, built from ``config.sim`` with the faults
+    asked for on that arm, armed by the simulator itself (:mod:`reflex.hardware.yam.sim_faults`).
+    Returns (bus, owned) as :func:`attach_or_start`; a bus a test started is left as it is."""
+    arm = config.arm(side)
+    opts = config.sim
+    report = None
+    if opts.report is not None:
+        name = arm.channel.replace(":", "_").replace("/", "_")
+        report = (config_dir / opts.report).resolve() / f"{name}.json"
+    timing = WireTiming(
+        enabled=opts.wire_timing,
+        bitrate=config.bitrate,
+        latency_s=opts.latency_ms / 1e3,
+        jitter_s=opts.jitter_ms / 1e3,
+    )
+    return attach_or_start(
+        arm.channel,
+        arm.gripper,
+        seed=opts.seed + (0 if side == "left" else 1),
+        timing=timing,
+        motor_types=motor_types,
+        stray=[TEACHING_HANDLE_FRAME] if opts.stray_frames else None,
+        report_path=report,
+        reply_to_clear_error=opts.reply_to_clear_error,
+        gravity=opts.gravity,
+        faults=[f for f in opts.faults if f.arm == side],
+        gripper_calibrates=gripper_spec(arm.gripper) is not None and arm.gripper_limits is None,
+    )
