@@ -21,7 +21,7 @@ from reflex.config.base import BuildContext
 from reflex.errors import SetupError
 from reflex.hardware.yam.config import YamBimanualConfig, YamBimanualSpec
 from reflex.hardware.yam.robot import HardwareFault, YamBimanual
-from reflex.hardware.yam.sim import yam_sim_motors
+from reflex.hardware.yam.sim import YamOnSimBuses, yam_sim_motors
 
 LIMITS = [0.0, -6.57]  # the simulated gripper's stops: closed at 0, open one stroke below
 
@@ -40,7 +40,7 @@ def config(name: str, **kw: Any) -> YamBimanualConfig:
 
 
 def robot(cfg: YamBimanualConfig, tmp_path: Path, mode: str = "apply_actions") -> YamBimanual:
-    return YamBimanual(cfg, BuildContext(config_dir=tmp_path, mode=mode, control_rate_hz=30.0))
+    return YamOnSimBuses(cfg, BuildContext(config_dir=tmp_path, mode=mode, control_rate_hz=30.0))
 
 
 class Buses:
@@ -350,8 +350,8 @@ def test_the_bus_side_band_never_exceeds_the_sessions_max_delta(tmp_path: Path) 
     not just within the wider hardware max_error."""
     cfg = config("band")
     deltas = [0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.02] * 2  # per joint; the gripper as a stroke fraction
-    hw = YamBimanual(cfg, BuildContext(config_dir=tmp_path, mode="apply_actions", control_rate_hz=30.0,
-                                       max_delta=deltas))
+    hw = YamOnSimBuses(cfg, BuildContext(config_dir=tmp_path, mode="apply_actions", control_rate_hz=30.0,
+                                         max_delta=deltas))
     try:
         hw.connect()
         hw.enable()

@@ -30,7 +30,7 @@ from reflex.errors import EXIT_SETUP, SetupError
 from reflex.hardware.yam.arm import ARM_KD, ARM_KP, ARM_MOTOR_TYPES
 from reflex.hardware.yam.config import YamBimanualConfig
 from reflex.hardware.yam.robot import HardwareFault, YamBimanual
-from reflex.hardware.yam.sim import yam_sim_motors
+from reflex.hardware.yam.sim import YamOnSimBuses, yam_sim_motors
 from reflex.hardware.yam_layout import ARM_LOWER
 
 TYPES = [motor_type(t) for t in (*ARM_MOTOR_TYPES, "DM4310")]
@@ -202,7 +202,7 @@ class Buses:
 
 def robot(cfg: YamBimanualConfig, tmp_path: Path, signals: Callable[[], int] | None = None) -> YamBimanual:
     ctx = BuildContext(config_dir=tmp_path, mode="apply_actions", control_rate_hz=RATE_HZ, signals=signals)
-    return YamBimanual(cfg, ctx)
+    return YamOnSimBuses(cfg, ctx)
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ torque: it polls with refresh frames and reads registers. Torque needs :meth:`en
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +29,6 @@ from reflex.can.registers import (
     RID_VMAX,
     TIMEOUT_UNIT_S,
 )
-from reflex.can.sim.registry import is_sim_channel
 from reflex.can.stop import StopPlan
 from reflex.can.unconfirmed import left_to_watchdog
 from reflex.config.stop import StopConfig
@@ -47,9 +45,6 @@ from reflex.hardware.yam.arm import (
     joint_names,
 )
 from reflex.hardware.yam.config import YamArmConfig, YamBimanualConfig
-
-if TYPE_CHECKING:
-    from reflex.can.sim.bus import SimMotorBus
 
 CALIBRATION_TORQUE = 0.5  # Nm, as i2rt
 CALIBRATION_MAX_S = 2.0
@@ -98,8 +93,6 @@ class YamArmDriver:
         )
         self.gripper_calibrated = self.gripper_limits is not None
         self.chain: MotorChain | None = None
-        self.sim: SimMotorBus | None = None  # a sim: channel's bus; stopped on close if owned
-        self.owns_sim = False
         self.bringup = BringUp()
         self.enabled = False
         # the session's max_delta per joint (rad; gripper as a fraction of its stroke): the chain
@@ -113,10 +106,6 @@ class YamArmDriver:
     def where(self, i: int) -> str:
         return self.motors[i].where
 
-    @property
-    def is_sim(self) -> bool:
-        return is_sim_channel(self.arm.channel)
-
     # ------------------------------------------------------------------ connect (read-only)
     def connect(
         self,
@@ -125,8 +114,6 @@ class YamArmDriver:
         signals: Callable[[], int] | None = None,
     ) -> None:
         cfg = self.config
-        if self.is_sim:
-            self._start_sim()
         try:
             bus = open_bus(self.arm.channel, self.arm.interface, cfg.bitrate)
         except OSError as exc:
@@ -158,12 +145,6 @@ class YamArmDriver:
         self.bringup.first_status = [fb.status for fb in feedback]
         self._choose_offsets([fb.position for fb in feedback])
         self.chain.start()
-
-    def _start_sim(self) -> None:
-        from reflex.hardware.yam.sim import start_arm_sim
-
-        table = {m.motor.name: m.motor for m in self.motors}
-        self.sim, self.owns_sim = start_arm_sim(self.config, self.side, self.config_dir, table)
 
     def _check_registers(self) -> None:
         chain = self.chain
@@ -444,10 +425,6 @@ class YamArmDriver:
         if self.chain is not None:
             self.chain.close()
             self.chain = None
-        if self.sim is not None and self.owns_sim:
-            with contextlib.suppress(Exception):
-                self.sim.stop()
-        self.sim = None
 
 
 def calibrate_grippers(arms: list[YamArmDriver]) -> None:

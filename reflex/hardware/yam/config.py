@@ -242,6 +242,12 @@ class YamBimanualSpec(HardwareSpec):
             from reflex.errors import SetupError
 
             raise SetupError("hardware", "yam_bimanual needs python-can: pip install 'reflex-runtime[can]'") from None
+        from reflex.can.sim.registry import is_sim_channel
+
+        if any(is_sim_channel(self.config.arm(s).channel) for s in SIDES):
+            from reflex.hardware.yam.sim import YamOnSimBuses
+
+            return YamOnSimBuses(self.config, ctx)
         from reflex.hardware.yam.robot import YamBimanual
 
         return YamBimanual(self.config, ctx)

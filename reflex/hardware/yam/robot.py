@@ -65,10 +65,7 @@ class YamBimanual:
         # safe_stop reports it, so a failed stop is never hidden behind the bring-up error
         self._unreported_stop_failure: str | None = None
 
-    @property
-    def simulated(self) -> bool:
-        """Every arm is on a simulated CAN bus (known once connected; see runtime.stalls)."""
-        return all(arm.sim is not None for arm in self.arms)
+    simulated = False  # a real robot never is (see runtime.stalls; reflex.hardware.yam.sim)
 
     # ------------------------------------------------------------------ port
     def connect(self) -> None:

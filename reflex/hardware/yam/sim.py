@@ -5,10 +5,14 @@ default, configurable per joint): it is there so that commands have consequences
 torque saturation, an arm that falls when its torque is cut, gripper hard stops) rather than to
 predict the real arm. Arm joints power up inside their limits; the gripper powers up part-open, its motor
 zero at the closed stop, with hard stops one stroke apart so calibration finishes.
+
+:class:`YamOnSimBuses` is the real :class:`YamBimanual` with its ``sim:`` buses started (faults
+armed, :mod:`reflex.hardware.yam.sim_faults`) before connect and stopped after close.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +21,7 @@ from typing import TYPE_CHECKING
 from reflex.can.motors import MotorType, motor_type
 from reflex.can.sim.bus import SimMotorBus, StrayFrame, WireTiming
 from reflex.can.sim.motor import Plant, SimMotor, SimMotorConfig
-from reflex.can.sim.registry import running
+from reflex.can.sim.registry import is_sim_channel, running
 from reflex.hardware.yam.arm import (
     ARM_IDS,
     ARM_MOTOR_TYPES,
@@ -26,9 +30,12 @@ from reflex.hardware.yam.arm import (
     arm_limits,
     gripper_spec,
 )
+from reflex.hardware.yam.robot import YamBimanual
 from reflex.hardware.yam.sim_faults import arm_faults
+from reflex.hardware.yam_layout import SIDES
 
 if TYPE_CHECKING:
+    from reflex.config.base import BuildContext
     from reflex.hardware.yam.config import SimFault, YamBimanualConfig
 
 # inertia (kg m^2), viscous damping (Nm s/rad), Coulomb friction (Nm), damping-mode kd
@@ -163,3 +170,36 @@ def start_arm_sim(
         faults=[f for f in opts.faults if f.arm == side],
         gripper_calibrates=gripper_spec(arm.gripper) is not None and arm.gripper_limits is None,
     )
+
+
+class YamOnSimBuses(YamBimanual):
+    """The real YAM driver on ``sim:`` channels: the simulated buses (built from ``config.sim``,
+    faults armed) start before the driver connects and stop after it closes. The driver itself
+    knows nothing of them."""
+
+    def __init__(self, config: YamBimanualConfig, ctx: BuildContext) -> None:
+        super().__init__(config, ctx)
+        self.simulated = all(is_sim_channel(config.arm(side).channel) for side in SIDES)
+        self._owned: list[SimMotorBus] = []
+
+    def connect(self) -> None:
+        try:
+            for arm in self.arms:
+                if is_sim_channel(arm.arm.channel):
+                    table = {m.motor.name: m.motor for m in arm.motors}
+                    sim, owned = start_arm_sim(self.config, arm.side, self.ctx.config_dir, table)
+                    if owned:
+                        self._owned.append(sim)
+        except BaseException:
+            self.close()
+            raise
+        super().connect()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for sim in self._owned:
+                with contextlib.suppress(Exception):
+                    sim.stop()
+            self._owned = []
