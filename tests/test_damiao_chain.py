@@ -259,6 +259,27 @@ def test_runner_silence_stops_the_arm(rig: Rig) -> None:
     assert math.isfinite(float(np.sum(rig.chain.measured())))
 
 
+def test_a_host_stall_is_no_runner_silence(rig: Rig) -> None:
+    """While the chain thread itself cannot run (here: its bus lock is held, as when the host
+    does not schedule the process), nobody could have called it: after such a stall, longer than
+    the runner timeout, the chain resumes before the runner's next call and does not stop."""
+    rig.chain.runner_timeout_s = 0.08
+    enable_and_control(rig)
+    with rig.chain.calls.lock:  # the chain thread stops at its next cycle
+        stalled_from = rig.chain.stats.cycles
+        # three timeouts without a cycle; well inside the motors' own 400 ms watchdog, which a
+        # longer stall trips, as it would on a real bus
+        deadline = time.monotonic() + 0.25
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rig.chain.stats.cycles == stalled_from
+    rig.wait_cycles(3)  # the chain runs again first; the runner has not called since the stall
+    assert rig.chain.mode == "control" and rig.chain.fault is None, rig.chain.fault
+    rig.chain.touch()
+    assert rig.chain.wait_stopped(5.0)  # then silence while the chain runs stops the arm on time
+    assert "no read or action from the runner" in (rig.chain.fault or "")
+
+
 def test_a_held_command_settles_inside_the_limits_when_the_host_stalls(rig: Rig) -> None:
     """A motor keeps executing the last MIT frame while the host stalls; with velocity feedforward
     it settles at p + kd v / kp, not p. Every frame keeps that point inside the joint limits, so a
