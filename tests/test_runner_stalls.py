@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,7 @@ from reflex.hardware.sim.config import SimConfig
 from reflex.hardware.sim.robot import SimRobot
 from reflex.runtime import stalls
 from reflex.runtime.session import run_session_file
-from reflex.runtime.stalls import StallMeter, is_simulated
+from reflex.runtime.stalls import StallMeter, cpu_wait_s, is_simulated
 
 
 def session(tmp_path: Path, mode: str, **faults: Any) -> dict[str, Any]:
@@ -68,3 +72,41 @@ def test_host_cpu_wait_counts_on_a_real_robot_and_is_excused_only_on_simulated_h
 def test_only_simulated_hardware_declares_itself_simulated() -> None:
     assert is_simulated(SimRobot(SimConfig())) is True
     assert is_simulated(object()) is False  # a robot that says nothing is real
+
+
+@pytest.mark.skipif(not Path("/proc/thread-self/schedstat").exists(), reason="the kernel reports no run-queue delay")
+def test_time_waiting_for_a_cpu_is_the_hosts_not_the_runners() -> None:
+    """A runner thread sharing its one CPU with a busy process waits in the run queue for part
+    of a gap: that part is reported as the host's; on simulated hardware only the rest is the
+    runner's own, on a real robot the whole gap counts."""
+    cpu = min(os.sched_getaffinity(0))
+    busy = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+    burner = subprocess.Popen([sys.executable, "-c", busy])
+    allowed = os.sched_getaffinity(0)
+    meter = StallMeter(period_s=0.01, bound_s=0.01, excuse_host_wait=True)
+    real = StallMeter(period_s=0.01, bound_s=0.01)
+    try:
+        os.sched_setaffinity(0, {cpu})  # this thread only (pid 0: the calling thread)
+        while burner.poll() is None and cpu_wait_s() == 0.0:
+            pass  # the burner is up and competing once this thread has waited at least once
+        t0 = time.monotonic()
+        meter.note(t0)
+        real.note(t0)
+        cpu_before = time.thread_time()
+        x = 0
+        for i in range(3_000_000):  # busy work: a slow "tick" on a shared CPU
+            x += i
+        cpu_used = time.thread_time() - cpu_before
+        t1 = time.monotonic()
+        own = meter.note(t1)
+        whole = real.note(t1)
+    finally:
+        os.sched_setaffinity(0, allowed)
+        burner.kill()
+        burner.wait()
+    gap = meter.max_gap_s
+    assert own is not None and 0 < meter.host_wait_s < gap
+    assert own == pytest.approx(gap - meter.host_wait_s)
+    assert own >= cpu_used * 0.9  # the runner's own part still holds all the work it did
+    assert meter.summary()["hostWaitMs"] == round(meter.host_wait_s * 1e3, 3)
+    assert whole == pytest.approx(gap) and real.host_wait_s > 0  # a real robot: measured, not excused
