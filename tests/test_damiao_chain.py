@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import threading
 import time
 from collections.abc import Iterator
 
@@ -30,7 +31,8 @@ CONTROLS = [JointControl(kp=k, kd=d, max_speed=1.0) for k, d in zip(ARM_KP["yam"
 
 
 class Rig:
-    def __init__(self, channel: str, timing: WireTiming, stray: list[StrayFrame], strategy: str = "pipelined"):
+    def __init__(self, channel: str, timing: WireTiming, stray: list[StrayFrame], strategy: str = "pipelined",
+                 chain_timing: ChainTiming | None = None):
         self.channel = channel
         self.sim = SimMotorBus(channel, yam_sim_motors("linear_4310"), timing=timing, stray=stray).start()
         self.capture = BusCapture(channel)
@@ -39,7 +41,7 @@ class Rig:
             MOTORS,
             name="test arm",
             rate_hz=250,
-            timing=ChainTiming(reply_timeout_s=0.02, max_retries=2, reply_budget_s=0.05),
+            timing=chain_timing or ChainTiming(reply_timeout_s=0.02, max_retries=2, reply_budget_s=0.05),
             stop_plan=StopPlan(mode="disable", ramp_s=0.1),
             strategy=strategy,  # type: ignore[arg-type]
         )
@@ -278,6 +280,34 @@ def test_a_host_stall_is_no_runner_silence(rig: Rig) -> None:
     rig.chain.touch()
     assert rig.chain.wait_stopped(5.0)  # then silence while the chain runs stops the arm on time
     assert "no read or action from the runner" in (rig.chain.fault or "")
+
+
+def test_a_silent_motor_is_caught_when_every_cycle_is_late() -> None:
+    """A host loaded for seconds makes every bus cycle late. Each late stretch is left out of a
+    motor's silence, but only down to one cycle: a motor that stays silent still runs out its
+    reply budget (here ~12 cycles), instead of having its silence forgiven every cycle."""
+    rig = Rig("sim:chain-every-cycle-late", WireTiming(latency_s=100e-6, jitter_s=0.0), [],
+              chain_timing=ChainTiming(reply_timeout_s=0.002, max_retries=0, reply_budget_s=0.05))
+    stop = threading.Event()
+
+    def host_load() -> None:  # the chain thread gets one cycle in every ~20 ms
+        while not stop.is_set():
+            with rig.chain.calls.lock:
+                time.sleep(0.02)
+            time.sleep(0.001)
+
+    try:
+        enable_and_control(rig)
+        rig.wait_cycles(3)
+        load = threading.Thread(target=host_load, daemon=True)
+        load.start()
+        rig.wait_cycles(3)
+        rig.sim.drop_replies(4, 10**6)
+        assert rig.chain.wait_stopped(10.0), "a silent motor was forgiven cycle after cycle"
+        assert "no reply for" in (rig.chain.fault or "") and "joint4" in (rig.chain.fault or ""), rig.chain.fault
+    finally:
+        stop.set()
+        rig.close()
 
 
 def test_a_held_command_settles_inside_the_limits_when_the_host_stalls(rig: Rig) -> None:

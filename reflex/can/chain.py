@@ -352,9 +352,9 @@ class MotorChain:
             stats.gap_max_s = max(stats.gap_max_s, gap)
             if gap > 3 * self.period:
                 # this thread did not run (host stall): a motor is not silent for the time
-                # nobody asked it anything; its budget counts from now
-                self._last_reply = [max(t, now) for t in self._last_reply]
-                gap = self.period  # nor is the runner: its silence counts one cycle for the stall
+                # nobody asked it anything, nor is the runner; the stretch counts one cycle
+                self._excuse_host_stall(now, gap - self.period)
+                gap = self.period
             self._watched_s += gap
         self._last_control_t = now
         reason = self._stop_cause(now)
@@ -443,15 +443,21 @@ class MotorChain:
     def _exchange(self, reqs: list[Request]) -> Replies:
         """One cycle's frames and replies. A cycle that took far longer than its own deadlines
         allow means this process did not run (a GIL or scheduler stall): the motors had no fair
-        chance to answer, so their silence counts from the end of it."""
+        chance to answer, so the stall beyond those deadlines is left out of their silence."""
         t0 = time.monotonic()
         got = self.wire.transact(reqs, absorb=True)
         now = time.monotonic()
         t = self.timing
         allowed = (1 + t.max_retries) * (t.reply_timeout_s + 2 * len(reqs) * t.frame_s)
         if now - t0 > allowed + 3 * self.period:
-            self._last_reply = [max(x, now) for x in self._last_reply]
+            self._excuse_host_stall(now, now - t0 - allowed)
         return got
+
+    def _excuse_host_stall(self, now: float, excess_s: float) -> None:
+        """Leave ``excess_s`` of host stall out of every motor's silence. Shifted, not reset:
+        a motor that stays silent is still caught when every cycle is late (a host loaded for
+        seconds), since each stalled cycle still adds its own share to the silence."""
+        self._last_reply = [min(t + excess_s, now) for t in self._last_reply]
 
     def _after_cycle(self, got: Replies, control: bool) -> None:
         now = time.monotonic()
