@@ -6,7 +6,10 @@ a JSON journal of every port call written to a file, and controllable failures.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -74,6 +77,41 @@ class JournalSim(SimRobot):
         while time.monotonic() < deadline:
             time.sleep(0.005)
         self._write("home_end")
+
+
+class SchedulingSim(JournalSim):
+    """Journals, from inside the control loop (the read of step ``probe_step``), how the thread
+    calling it is scheduled, how a thread it starts there is, and every other thread of the process."""
+
+    def __init__(self, journal: str, probe_step: int = 5, **config: object) -> None:
+        super().__init__(journal, **config)
+        self._probe_step = probe_step
+
+    def read_state(self, step: int | None = None) -> StateSample:
+        if step == self._probe_step:
+            self._probe()
+        return super().read_state(step)
+
+    def _probe(self) -> None:
+        from reflex.runtime.realtime import policy_name, thread_policy
+
+        started: dict[str, object] = {}
+
+        def child() -> None:
+            started["policy"] = policy_name(thread_policy())
+
+        worker = threading.Thread(target=child, name="started-in-loop")
+        worker.start()
+        worker.join()
+        own = threading.get_native_id()
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        others = {}
+        for tid in os.listdir("/proc/self/task"):
+            if int(tid) != own:
+                with contextlib.suppress(OSError):  # the thread ended meanwhile
+                    others[names.get(int(tid), f"tid-{tid}")] = policy_name(thread_policy(int(tid)))
+        self._write("probe", policy=policy_name(thread_policy()), priority=os.sched_getparam(0).sched_priority,
+                    cpus=sorted(os.sched_getaffinity(0)), started=started.get("policy"), others=others)
 
 
 def read_journal(path: Path) -> list[dict[str, object]]:

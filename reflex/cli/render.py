@@ -171,6 +171,13 @@ def _loop(out: Writer, payload: dict[str, Any], steps: int) -> None:
     if payload.get("timeToFirstActionS") is not None:
         text.append(f"first action after {seconds(payload['timeToFirstActionS'])}")
     out.row("timing", "; ".join(text))
+    realtime = loop.get("realtime") or {}
+    if realtime.get("requested"):
+        if realtime.get("granted"):
+            cpu = "" if realtime.get("cpu") is None else f", pinned to CPU {realtime['cpu']}"
+            out.row("realtime", f"loop thread SCHED_FIFO priority {realtime.get('priority')}{cpu}")
+        else:
+            out.row("realtime", f"not granted: {realtime.get('reason')}", "warn")
 
     held = int(loop.get("heldSteps") or 0)
     guarded = max(0, steps - held)

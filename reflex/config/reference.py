@@ -31,7 +31,7 @@ def _type_name(annotation: Any) -> str:
     text = text or str(annotation)
     if "Tag(" in text:
         return "map of name -> kind block" if text.startswith("dict") else "kind block (see kinds below)"
-    for noise in ("typing.", "reflex.config.session.", "reflex.config.episodes.", "NoneType"):
+    for noise in ("typing.", "reflex.config.session.", "reflex.config.episodes.", "reflex.config.loop.", "NoneType"):
         text = text.replace(noise, "None" if noise == "NoneType" else "")
     return text.replace("|", "\\|")
 
@@ -64,6 +64,10 @@ def _nested_models(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
     out = []
     for name, field in model.model_fields.items():
         ann = field.annotation
+        # an optional block (``X | None``) is documented like a plain one
+        args = getattr(ann, "__args__", ())
+        if type(None) in args and len(args) == 2:
+            ann = next(a for a in args if a is not type(None))
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             out.append((name, ann))
     return out
@@ -83,6 +87,7 @@ def _section(title: str, model: type[BaseModel], path: str, level: int = 2) -> l
 def render_reference() -> str:
     from reflex.cameras.kinds import BUILTIN_CAMERAS
     from reflex.config.episodes import EpisodesConfig
+    from reflex.config.loop import LoopConfig
     from reflex.config.session import (
         ChunkingConfig,
         ExecutionConfig,
@@ -96,7 +101,7 @@ def render_reference() -> str:
     lines = [HEADER, "## Top level", "", *model_table(SessionConfig), ""]
     sections: tuple[tuple[str, type[BaseModel]], ...] = (
         ("safety", SafetyConfig), ("record", RecordConfig), ("chunking", ChunkingConfig),
-        ("execution", ExecutionConfig), ("episodes", EpisodesConfig),
+        ("execution", ExecutionConfig), ("loop", LoopConfig), ("episodes", EpisodesConfig),
     )
     for name, model in sections:
         lines += _section(f"`{name}`", model, f"{name}.")

@@ -11,6 +11,7 @@ from reflex.cameras.kinds import BUILTIN_CAMERAS
 from reflex.config.base import StrictModel, kind_union
 from reflex.config.bounds import sensible
 from reflex.config.episodes import EpisodesConfig
+from reflex.config.loop import LoopConfig
 from reflex.config.stop import StopConfig
 from reflex.hardware.base import HardwareSpec, PluginHardwareSpec
 from reflex.hardware.kinds import BUILTIN_HARDWARE
@@ -241,6 +242,9 @@ class SessionConfig(StrictModel):
     chunking: ChunkingConfig = Field(ChunkingConfig(), description="Chunk prefetch and interpolation.")
     execution: ExecutionConfig = Field(
         ExecutionConfig(), description="Replanning horizon, seam blending, prefix conditioning."
+    )
+    loop: LoopConfig = Field(
+        LoopConfig(), description="The control-loop thread: real-time scheduling, CPU pinning."
     )
     episodes: EpisodesConfig | None = Field(
         None, description="Run the session as episodes: count, length, task per episode, reset, outcome labels."

@@ -35,6 +35,7 @@ from reflex.runtime.chunks import ChunkInvalid, ChunkSchedule, horizon_problem, 
 from reflex.runtime.collector import LoopCollector
 from reflex.runtime.guard import ActionGuard, GuardRejected
 from reflex.runtime.inference import InferenceResult, InferenceWorker
+from reflex.runtime.realtime import YIELD_S, RealtimeThread
 from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.seams import Seam
 from reflex.runtime.signals import SignalGate
@@ -74,6 +75,7 @@ class ControlLoop:
         prefix_length: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        realtime: RealtimeThread | None = None,
     ) -> None:
         # The loop's time: the real monotonic clock, or a simulated one in tests (then the
         # hardware and inference must answer in that time too).
@@ -108,6 +110,7 @@ class ControlLoop:
         self.slow_ticks = 0  # ticks whose work took more than two periods
         self.collector = LoopCollector()  # the GC runs between ticks, never inside one
         self.wakeups = WakeMeter(self.period)  # ticks starting over a period late, and why
+        self.realtime = realtime or RealtimeThread(None)  # loop.realtime: checked at set-up
         self.next_chunk_id = 1
         self.first_action_t: float | None = None
         self._consecutive_holds = 0
@@ -222,9 +225,13 @@ class ControlLoop:
         owned = not self.collector.active  # an episodes session holds it across its episodes
         if owned:
             self.collector.start()
+        refused = self.realtime.enter()  # this thread only, and only while it runs ticks
         try:
+            if refused is not None:
+                return Incident("realtime", refused)
             return self._ticks(None if count is None else self.steps + count, deadline)
         finally:
+            self.realtime.leave()
             self.wakeups.close()
             if owned:
                 self.collector.stop()
@@ -246,6 +253,11 @@ class ControlLoop:
                 break
             if t_next > now:
                 self.sleep(t_next - now)
+            elif self.realtime.active:
+                # late: no sleep is due, but a real-time thread that never blocks would keep every
+                # normal thread off its CPU; give it up briefly
+                self.realtime.late_yields += 1
+                self.sleep(YIELD_S)
             t_tick = self.clock()
             self.lateness.add((t_tick - t_next) * 1e3)
             self.wakeups.woke(t_tick - t_next)

@@ -11,7 +11,7 @@ from typing import Any
 class Incident:
     """Why the loop had to stop the robot."""
 
-    stage: str  # observe | infer | guard | apply | record | stale | starved | runner | signal
+    stage: str  # observe | infer | guard | apply | record | stale | starved | runner | signal | realtime
     message: str
 
     def __str__(self) -> str:

@@ -34,6 +34,7 @@ from reflex.runtime.episodes import EpisodeRunner
 from reflex.runtime.guard import ActionGuard
 from reflex.runtime.inference import InferenceWorker
 from reflex.runtime.loop import ControlLoop
+from reflex.runtime.realtime import RealtimeThread
 from reflex.runtime.report import Incident, LoopReport
 from reflex.runtime.result import SessionResult
 from reflex.runtime.signals import ForcedExit, SignalGate
@@ -132,6 +133,7 @@ class Session:
         self.hub: RecordingHub | None = None
         self.worker: InferenceWorker | None = None
         self.loop: ControlLoop | None = None
+        self.realtime = RealtimeThread(config.loop.realtime)  # the loop thread's scheduling class
         self.episodes: EpisodeRunner | None = None
         self.enabled = False
         self._enable_failed = False
@@ -195,6 +197,7 @@ class Session:
     # -- bring-up -------------------------------------------------------------------------
     def _connect(self) -> None:
         cfg = self.config
+        self.realtime.check()  # refused with required: true -> SetupError before anything connects
         self.target = cfg.target.build(self.ctx)
         try:
             self.info = self.target.connect()
@@ -237,6 +240,7 @@ class Session:
             cfg, self.hardware, self.cameras, self.worker, schedule, guard,
             layout.dim, self.info.action_dt, self.hub, self.gate,
             prefix_length=self.info.chunk_length if self.info.accepts_prefix and cfg.execution.prefix else None,
+            realtime=self.realtime,
         )
         if cfg.episodes is not None:
             self.episodes = EpisodeRunner(
@@ -458,6 +462,7 @@ class Session:
                 jump = report.seams.get("jump") or {}
                 self._event("seams", f"{report.seams['switches']} chunk switches, jump p50 {jump.get('p50')} "
                             f"max {jump.get('max')}, jerk p99 {report.seams.get('jerkP99')}", report.seams)
+        res.loop["realtime"] = self.realtime.summary()
         for name, info in health.items():
             res.cameras.setdefault(name, {})["health"] = info
         if self.episodes is not None:
