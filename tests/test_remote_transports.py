@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,11 @@ async def scripted(ws: Any) -> None:
             await ws.send(b"x" * (3 << 20))
         elif msg == b"huge-fragments":
             await ws.send([b"y" * (1 << 20)] * 3)
+        elif msg == b"huge-then-stall":
+            # the server's thread stalls (a loaded host) while it still has this message to write:
+            # the client's Close frame and whatever the client does next meet a server not reading
+            asyncio.get_running_loop().call_later(0.05, time.sleep, 1.0)
+            await ws.send(b"z" * (64 << 20))
         elif msg != b"silence":
             await ws.send(msg)
 
@@ -126,10 +132,13 @@ def test_pings_fragments_text_and_close_codes(server: tuple[Server, int]) -> Non
     link.close()
 
 
-@pytest.mark.parametrize("what", ["huge", "huge-fragments"])
+@pytest.mark.parametrize("what", ["huge", "huge-fragments", "huge-then-stall"])
 def test_a_message_over_the_cap_fails_without_reading_it(server: tuple[Server, int], what: str) -> None:
+    """The link fails with 1009 and the server hears why, even when the server is still writing
+    and slow to read: the link lets the server end the TCP connection (closing first would reset
+    it, and the server would see 1006 without our Close frame)."""
     srv, port = server
-    link = WebsocketLink(f"ws://127.0.0.1:{port}", max_size=2 << 20)
+    link = WebsocketLink(f"ws://127.0.0.1:{port}", max_size=2 << 20, close_timeout=30)
     link.send_binary(what.encode())
     with pytest.raises(ResponseTooLarge, match="max_response_mb"):
         link.recv(10)

@@ -470,7 +470,12 @@ def test_ctrl_c_during_gripper_calibration_reports_powered_motors_and_one_safe_s
         kinds = [classify(f.arbitration_id, f.data) for f in frames[side] if f.arbitration_id < 0x10]
         assert kinds.count("enable") == 7 and "disable" in kinds
         assert all(not m.enabled for m in buses.sims[side].motors.values())
-        assert first_stop_frame(frames[side], after=t_signal[0]) - t_signal[0] <= PERIOD
+        # the stop ended the calibration: a stop frame after the signal, no calibration push after
+        # it (ordered by frames, not a wall-clock window: a loaded host delays the signal handler)
+        t_stop = first_stop_frame(frames[side], after=t_signal[0])
+        pushes = [f.t for f in frames[side] if f.arbitration_id == 7 and classify(7, f.data) == "mit"
+                  and (c := unpack_mit(f.data, TYPES[6])).kp == 0 and abs(c.torque) > 0.1]  # 0.5 Nm pushes
+        assert pushes and not [t for t in pushes if t > t_stop], f"{side}: the gripper was pushed after the stop began"
 
 
 def test_second_ctrl_c_during_homing_in_a_session_is_reported_stage_accurately(tmp_path: Path) -> None:
@@ -530,9 +535,12 @@ def test_second_ctrl_c_during_homing_in_a_session_is_reported_stage_accurately(t
     assert any("homing stopped" in e and "interrupted" in e for e in result["errors"])
     t_second = t_signals[1]
     for side in ("left", "right"):
-        homing_after = [t for t, _, kp in mit(frames[side], 1) if t > t_second and kp > NOMINAL_KP[0] - 0.2]
-        assert len(homing_after) <= 1, f"{side}: {len(homing_after)} homing frames after the second Ctrl-C"
-        assert first_stop_frame(frames[side], after=t_second) - t_second <= PERIOD
+        # the arms stop on their next bus cycle: each motor gets at most the homing frame in flight
+        # after the second Ctrl-C, then stop frames (counted, not timed: a loaded host stretches cycles)
+        for esc in range(1, 8):
+            after = [t for t, _, kp in mit(frames[side], esc) if t > t_second and kp > NOMINAL_KP[esc - 1] - 0.2]
+            assert len(after) <= 1, f"{side} motor {esc}: {len(after)} homing frames after the second Ctrl-C"
+        first_stop_frame(frames[side], after=t_second)
         assert all(not m.enabled for m in buses.sims[side].motors.values())
     last_commanded = [p for _, p, kp in mit(frames["left"], 1) if kp > NOMINAL_KP[0] - 0.2][-1]
     assert last_commanded > -0.95, "homing was cut short, not finished"

@@ -54,12 +54,14 @@ class WebsocketLink:
         timeout: float = 10.0,
         max_size: int = 1 << 26,
         ssl_context: ssl.SSLContext | None = None,
+        close_timeout: float = 2.0,
     ) -> None:
         try:
             wsuri = parse_uri(uri)
         except InvalidURI as exc:
             raise ValueError(f"'{uri}': expected ws://host:port[/path] or wss://...") from exc
         self.max_size = max_size
+        self.close_timeout = close_timeout  # how long close() waits for the server to end the TCP connection
         sock = socket.create_connection((wsuri.host, wsuri.port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if wsuri.secure:
@@ -167,7 +169,28 @@ class WebsocketLink:
             if self.proto.state is State.OPEN:
                 self.proto.send_close(code)
                 self._flush()
+            self._await_server_close(time.monotonic() + self.close_timeout)
         except OSError:
             pass
         finally:
             self.sock.close()
+
+    def _await_server_close(self, deadline: float) -> None:
+        """RFC 6455 7.1.1: after its Close frame a client lets the server close the TCP connection.
+        Closing first with the server's bytes unread resets the connection, and a server still
+        writing (say, a message over our cap) then never reads our Close frame and its code.
+        What arrives meanwhile is parsed and dropped (after a failure the library discards it
+        unparsed), so this is bounded by the deadline, not by what the server sends."""
+        while self.proto.close_expected():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(RECV_PIECE)
+            except TimeoutError:
+                return
+            if not data:
+                return
+            self.proto.receive_data(data)
+            self.proto.events_received()  # dropped: the caller is done with this link
