@@ -21,6 +21,12 @@ policy, and every figure is printed next to a baseline measured in the same run:
    the bare loop: the same 1 ms sleep loop alone in a process, which shows what the machine itself
    gives (its overruns are the scheduler's, not the runtime's). Late wake-ups are split into the
    time the thread was runnable but not running (the OS) and the rest (``loop.lateWakeups``).
+   The ``realtime`` row is the scheduled-GC session with ``loop.realtime`` (the loop thread in
+   SCHED_FIFO 50), ``bare rt`` the bare loop in SCHED_FIFO 50: each is printed as a ratio against
+   its normal-class twin of the same run (a refusal by the OS is printed, not hidden).
+
+``--realtime`` runs the camera sessions (off and on) with ``loop.realtime`` too, ``--no-format-cpu``
+skips the per-format CPU sessions.
 
 The default run is short (cameras 20 s x 1 round, long session 1/4 of the steps, 1 kHz 10 s);
 ``--full`` runs the figures the issue asks for (60 s x 2 rounds, 36,000 steps, 60 s; about 40
@@ -97,7 +103,7 @@ def run_child(config: Path, env: dict[str, str] | None = None) -> dict[str, Any]
 
 
 def session(out: Path, name: str, *, rate: float, seconds: float | None = None, steps: int | None = None,
-            cameras: int = 0, formats: list[str] | None = None) -> Path:
+            cameras: int = 0, formats: list[str] | None = None, realtime: bool = False) -> Path:
     cams: dict[str, Any] = {"top": {"kind": "sim", "width": 128, "height": 96, "fps": FPS}}
     for i in range(cameras):
         cams[f"cam{i}"] = {"kind": "sim", "width": WIDTH, "height": HEIGHT, "fps": FPS}
@@ -112,6 +118,8 @@ def session(out: Path, name: str, *, rate: float, seconds: float | None = None, 
         "safety": {"max_delta": 0.05, "max_command_gap_ms": 1000},
         "record": {"enabled": formats is not None, "formats": formats or ["jsonl"], "dir": str(out / f"rec-{name}")},
     }
+    if realtime:
+        config["loop"] = {"realtime": {"priority": 50}}
     if seconds is not None:
         config["duration_s"] = seconds
     if steps is not None:
@@ -146,13 +154,15 @@ def rss_after_warmup(rss: list[list[float]], warm_fraction: float = 0.25) -> tup
 
 
 # -- sections -----------------------------------------------------------------------------------
-def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int]) -> dict[str, Any]:
+def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int], realtime: bool = False,
+                    format_cpu: bool = True) -> dict[str, Any]:
     rows: dict[int, dict[str, Any]] = {}
     for n in counts:
         rounds = []
         for r in range(repeats):
-            off = run_child(session(out, f"cam{n}-off-{r}", rate=30, seconds=seconds, cameras=n))
-            on = run_child(session(out, f"cam{n}-on-{r}", rate=30, seconds=seconds, cameras=n, formats=FORMATS))
+            off = run_child(session(out, f"cam{n}-off-{r}", rate=30, seconds=seconds, cameras=n, realtime=realtime))
+            on = run_child(session(out, f"cam{n}-on-{r}", rate=30, seconds=seconds, cameras=n, formats=FORMATS,
+                                   realtime=realtime))
             rounds.append((off, on))
         late_ratio = statistics.median(
             ratio(on["result"]["loop"]["latenessMs"]["p99"], off["result"]["loop"]["latenessMs"]["p99"])
@@ -179,10 +189,14 @@ def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int]) 
             "cpuOff": statistics.median(off["cpuS"] for off, _ in rounds) / seconds * 100,
             "cpuOn": statistics.median(on["cpuS"] for _, on in rounds) / seconds * 100,
             "maxRssOn": max(r for _, r in rounds[-1][1]["rss"]) if rounds[-1][1]["rss"] else 0.0,
+            "realtimeGranted": [on["result"]["loop"].get("realtime", {}).get("granted") for _, on in rounds],
         }
     n_max = max(counts)
     per_format: dict[str, float] = {}
     per_format_errors: dict[str, str] = {}
+    if not format_cpu:
+        return {"rows": rows, "cpuPerCameraPct": per_format, "cpuErrors": per_format_errors, "seconds": seconds,
+                "realtime": realtime, "observeGrowthMsPerCamera": _growth(rows, counts)}
     off = run_child(session(out, f"fmt-off-{n_max}", rate=30, seconds=seconds, cameras=n_max))
     for fmt in FORMATS:
         on = run_child(session(out, f"fmt-{fmt}-{n_max}", rate=30, seconds=seconds, cameras=n_max, formats=[fmt]))
@@ -191,14 +205,16 @@ def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int]) 
         per_format[fmt] = (on["cpuS"] / ran_on - off["cpuS"] / ran_off) * 100 / n_max
         if on["result"]["errors"]:
             per_format_errors[fmt] = on["result"]["errors"][0]
+    return {"rows": rows, "cpuPerCameraPct": per_format, "cpuErrors": per_format_errors, "seconds": seconds,
+            "realtime": realtime, "observeGrowthMsPerCamera": _growth(rows, counts)}
+
+
+def _growth(rows: dict[int, dict[str, Any]], counts: list[int]) -> dict[str, float]:
+    """Observe-stage p99 growth per camera from the fewest to the most cameras, off and on."""
     low, high = min(counts), max(counts)
     span = high - low if high > low else 1
-
-    def growth(key: str) -> float:
-        return float((rows[high][key] - rows[low][key]) / span)
-
-    return {"rows": rows, "cpuPerCameraPct": per_format, "cpuErrors": per_format_errors, "seconds": seconds,
-            "observeGrowthMsPerCamera": {"off": growth("observeP99Off"), "on": growth("observeP99On")}}
+    return {which: float((rows[high][key] - rows[low][key]) / span)
+            for which, key in (("off", "observeP99Off"), ("on", "observeP99On"))}
 
 
 def long_section(out: Path, steps: int, rate: float) -> dict[str, Any]:
@@ -223,11 +239,17 @@ def long_section(out: Path, steps: int, rate: float) -> dict[str, Any]:
     return {"rate": rate, "steps": steps, "runs": table}
 
 
-def bare_loop(seconds: float, period: float = 0.001) -> None:
+def bare_loop(seconds: float, period: float = 0.001, realtime: bool = False) -> None:
     """The loop's timing alone in a process: sleep to each 1 ms deadline, nothing else. What the
-    machine gives any 1 kHz Python loop; prints the counts as one JSON line."""
+    machine gives any 1 kHz Python loop; prints the counts as one JSON line. ``realtime``: the
+    thread in SCHED_FIFO 50, as ``loop.realtime`` does it."""
+    from reflex.config.loop import RealtimeConfig
+    from reflex.runtime.realtime import RealtimeThread
     from reflex.runtime.wakeups import WakeMeter
 
+    rt = RealtimeThread(RealtimeConfig() if realtime else None)
+    rt.check()
+    rt.enter()
     meter = WakeMeter(period)
     t_next = time.monotonic()
     end = t_next + seconds
@@ -245,9 +267,10 @@ def bare_loop(seconds: float, period: float = 0.001) -> None:
         if t_next < time.monotonic() - period:
             overruns += 1
             t_next = time.monotonic()
+    rt.leave()
     late.sort()
     print(json.dumps({"steps": steps, "overruns": overruns, "lateP99": late[int(len(late) * 0.99)],
-                      "lateWakeups": meter.summary()}))
+                      "lateWakeups": meter.summary(), "realtime": rt.summary()}))
 
 
 def khz_section(out: Path, seconds: float) -> dict[str, Any]:
@@ -257,20 +280,24 @@ def khz_section(out: Path, seconds: float) -> dict[str, Any]:
     config.setdefault("safety", {})["max_command_gap_ms"] = 1000  # measured (loop.stalls), not fatal
     path = out / "khz.yaml"
     path.write_text(yaml.safe_dump(config))
+    rt_path = out / "khz-realtime.yaml"
+    rt_path.write_text(yaml.safe_dump({**config, "loop": {"realtime": {"priority": 50}}}))
     result: dict[str, Any] = {}
-    proc = subprocess.run([sys.executable, __file__, "--bare-loop", str(seconds)], capture_output=True, text=True,
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
-    bare = json.loads(proc.stdout.splitlines()[-1])
-    result["bare loop"] = {"steps": bare["steps"], "overruns": bare["overruns"], "slowTicks": None,
-                           "tickP99": None, "tickMax": None, "lateP99": bare["lateP99"], "gc": None,
-                           "lateWakeups": bare["lateWakeups"]}
-    for name, env in (("auto", {"REFLEX_LOOP_GC": "auto"}), ("scheduled", {})):
-        res = run_child(path, env)["result"]
+    for name, flag in (("bare loop", []), ("bare rt", ["--bare-realtime"])):
+        proc = subprocess.run([sys.executable, __file__, "--bare-loop", str(seconds), *flag], capture_output=True,
+                              text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
+        bare = json.loads(proc.stdout.splitlines()[-1])
+        result[name] = {"steps": bare["steps"], "overruns": bare["overruns"], "slowTicks": None,
+                        "tickP99": None, "tickMax": None, "lateP99": bare["lateP99"], "gc": None,
+                        "lateWakeups": bare["lateWakeups"], "realtime": bare["realtime"]}
+    for name, cfg, env in (("auto", path, {"REFLEX_LOOP_GC": "auto"}), ("scheduled", path, {}),
+                           ("realtime", rt_path, {})):
+        res = run_child(cfg, env)["result"]
         result[name] = {
             "steps": res["steps"], "overruns": res["loop"]["overruns"], "slowTicks": res["loop"]["slowTicks"],
             "tickP99": res["stagesMs"]["tick"]["p99"], "tickMax": res["stagesMs"]["tick"]["max"],
             "lateP99": res["loop"]["latenessMs"]["p99"], "gc": res["loop"]["gc"],
-            "lateWakeups": res["loop"].get("lateWakeups", {}),
+            "lateWakeups": res["loop"].get("lateWakeups", {}), "realtime": res["loop"].get("realtime", {}),
         }
     return {"seconds": seconds, "runs": result}
 
@@ -280,8 +307,9 @@ def print_report(res: dict[str, Any]) -> None:
     print(f"scale bench ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end)")
     cams = res.get("cameras")
     if cams:
+        rt = ", loop thread SCHED_FIFO 50 (loop.realtime) in every session" if cams.get("realtime") else ""
         print(f"\ncameras: top 128x96 + N x {WIDTH}x{HEIGHT} sim @ {FPS} fps, loop 30 Hz, {cams['seconds']:g} s, "
-              f"all four formats on vs recording off (median of rounds)")
+              f"all four formats on vs recording off (median of rounds){rt}")
         print("  N | drops | lateness p99 off / on ms (ratio, target <= 1.2) | observe p99 off / on ms "
               "| overruns | CPU off / on % | max RSS on")
         for n, row in cams["rows"].items():
@@ -290,6 +318,8 @@ def print_report(res: dict[str, Any]) -> None:
                   f"| {row['overrunsOn']} "
                   f"| {row['cpuOff']:.0f} / {row['cpuOn']:.0f} | {row['maxRssOn']:.0f} MiB")
             print(f"      max queue {row['maxQueue']}  max backlog MiB {row['maxBacklogMiB']}  busy s {row['busyS']}")
+            if cams.get("realtime") and not all(row["realtimeGranted"]):
+                print(f"      realtime NOT granted in every session: {row['realtimeGranted']}")
             if row["failed"]:
                 print(f"      NOT OK: {'; '.join(row['failed'])[:400]}")
         g = cams["observeGrowthMsPerCamera"]
@@ -327,17 +357,33 @@ def print_report(res: dict[str, Any]) -> None:
                   f"{wake.get('runnableMs', '-')} / {wake.get('otherMs', '-')}")
         print("  (bare loop: the same 1 ms sleep loop alone in a process, the machine's own share; runnable = the "
               "OS did not run the thread, other = timer overshoot or waiting for the interpreter lock)")
+        runs = khz["runs"]
+        for rt_name, base in (("realtime", "scheduled"), ("bare rt", "bare loop")):
+            on, off = runs[rt_name], runs[base]
+            granted = (on.get("realtime") or {}).get("granted")
+            if not granted:
+                print(f"  {rt_name}: NOT GRANTED ({(on.get('realtime') or {}).get('reason')}); its row ran normally")
+            parts = [f"overruns {on['overruns']} / {off['overruns']}",
+                     f"lateness p99 {ratio(on['lateP99'], off['lateP99']):.2f}"]
+            if on["tickP99"] is not None:
+                parts += [f"tick p99 {ratio(on['tickP99'], off['tickP99']):.2f}",
+                          f"ticks > 2 ms {on['slowTicks']} / {off['slowTicks']}"]
+            print(f"  {rt_name} vs {base} (SCHED_FIFO 50 on / off, same run): " + ", ".join(parts))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--bare-loop", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-realtime", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--full", action="store_true", help="The issue's figures (about 40 minutes).")
     parser.add_argument("--only", default="cameras,long,khz")
     parser.add_argument("--cameras", default="1,3,6")
     parser.add_argument("--seconds", type=float, help="Camera sessions' length (default 20, --full 60).")
     parser.add_argument("--repeats", type=int, help="Interleaved off/on rounds (default 1, --full 2).")
+    parser.add_argument("--realtime", action="store_true",
+                        help="Camera sessions with the loop thread in SCHED_FIFO (loop.realtime).")
+    parser.add_argument("--no-format-cpu", action="store_true", help="Skip the per-format CPU sessions.")
     parser.add_argument("--long-rate", type=float, default=100.0)
     parser.add_argument("--long-steps", type=int, help=f"default {LONG_STEPS // 4}, --full {LONG_STEPS}")
     parser.add_argument("--khz-seconds", type=float, help="default 10, --full 60")
@@ -348,7 +394,7 @@ def main() -> None:
         return
     if args.bare_loop:
         sys.path.insert(0, str(REPO))
-        bare_loop(args.bare_loop)
+        bare_loop(args.bare_loop, realtime=args.bare_realtime)
         return
     only = set(args.only.split(","))
     res: dict[str, Any] = {}
@@ -357,7 +403,8 @@ def main() -> None:
         if "cameras" in only:
             counts = [int(c) for c in args.cameras.split(",")]
             res["cameras"] = cameras_section(
-                out, args.seconds or (60.0 if args.full else 20.0), args.repeats or (2 if args.full else 1), counts
+                out, args.seconds or (60.0 if args.full else 20.0), args.repeats or (2 if args.full else 1), counts,
+                realtime=args.realtime, format_cpu=not args.no_format_cpu,
             )
         if "long" in only:
             res["long"] = long_section(out, args.long_steps or (LONG_STEPS if args.full else LONG_STEPS // 4),
