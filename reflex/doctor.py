@@ -3,7 +3,7 @@ when it fails, the fix.
 
 Checks: Python and package versions, installed extras, ONNX Runtime providers (and whether the
 CUDA / TensorRT libraries they need load), CAN interfaces (present, up, bitrate), ``/dev/shm``
-space, video devices, the clock source. With a session file, also everything
+space, video devices, the clock source, whether the loop may run real-time. With a session file, also everything
 ``reflex connect --check`` probes, plus the CAN channels that file names.
 
 Statuses: ``pass``; ``fail`` (exit 1); ``warn`` (works, but worth knowing; exit 0); ``info`` (an
@@ -12,6 +12,7 @@ optional part that is absent; exit 0).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import json
@@ -24,9 +25,12 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reflex import __version__
+
+if TYPE_CHECKING:
+    from reflex.config.loop import RealtimeConfig
 
 DIST = "reflex-runtime"
 CORE = {"numpy": "numpy", "pydantic": "pydantic", "PyYAML": "yaml", "typer": "typer", "rich": "rich",
@@ -262,6 +266,36 @@ def check_clock(base: Path = Path("/sys/devices/system/clocksource/clocksource0"
     return Check("clock", "clock source", "pass", found)
 
 
+REALTIME_FIX = ("give the runtime CAP_SYS_NICE (sudo setcap cap_sys_nice+ep on the real python3 binary; docker: "
+                "--cap-add SYS_NICE) or an rtprio limit (/etc/security/limits.conf: @robot - rtprio 98); "
+                "see docs/performance.md")
+
+
+def check_realtime(config: RealtimeConfig | None = None) -> Check:
+    """May the control loop run SCHED_FIFO (``loop.realtime``)? Tried once on this thread and
+    undone. Without a session asking for it, the answer is information (the default priority)."""
+    from reflex.config.loop import RealtimeConfig
+    from reflex.errors import SetupError
+    from reflex.runtime.realtime import RealtimeThread
+
+    probe = RealtimeThread(config or RealtimeConfig(), warn=lambda _message: None)
+    with contextlib.suppress(SetupError):  # required: true and refused: the reason is what matters
+        probe.check()
+    asked = probe.config
+    assert asked is not None
+    pinned = "" if asked.cpu is None else f" on CPU {asked.cpu}"
+    if probe.granted:
+        found = f"SCHED_FIFO priority {asked.priority}{pinned} allowed"
+        return Check("realtime", "real-time loop", "pass" if config is not None else "info",
+                     found + ("" if config is not None else " (loop.realtime not set)"))
+    reason = probe.reason or "refused"
+    if config is None:
+        return Check("realtime", "real-time loop", "info", f"not allowed: {reason}", REALTIME_FIX)
+    status = "fail" if asked.required else "warn"
+    return Check("realtime", "real-time loop", status, f"loop.realtime refused: {reason}"
+                 + ("" if asked.required else " (the loop would run in the normal class)"), REALTIME_FIX)
+
+
 def _session_channels(config: Any) -> list[str]:
     """Real CAN interfaces a session file names (``sim:`` channels are simulated)."""
     channels: list[str] = []
@@ -286,19 +320,22 @@ def run_doctor(config_path: Path | None = None, api_key: str | None = None) -> d
     checks: list[Check] = [check_python(), check_packages(), *check_extras(), *check_onnxruntime()]
     session: dict[str, Any] | None = None
     channels: list[str] = []
+    realtime: RealtimeConfig | None = None
     if config_path is not None:
         from reflex.config.loader import load_session_config
         from reflex.errors import ConfigError
         from reflex.runtime.check import check_session_file
 
         try:
-            channels = _session_channels(load_session_config(config_path))
+            loaded = load_session_config(config_path)
+            channels = _session_channels(loaded)
+            realtime = loaded.loop.realtime
             session = check_session_file(config_path, api_key=api_key)
         except ConfigError as exc:
             problems = "; ".join(str(i) for i in exc.issues)
             checks.append(Check("session.config", "session file", "fail", problems,
                                 f"fix {config_path} (see docs/config-reference.md)"))
-    checks += [*check_can(channels), check_shm(), check_video(), check_clock()]
+    checks += [*check_can(channels), check_shm(), check_video(), check_clock(), check_realtime(realtime)]
     if session is not None:
         seen: set[str] = set()
         for item in session["items"]:

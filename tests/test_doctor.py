@@ -98,3 +98,29 @@ def test_human_output_lists_fixes() -> None:
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("reflex doctor: ")
     assert "Python version" in proc.stdout and "/dev/shm" in proc.stdout
+
+
+def test_realtime_row_says_whether_the_loop_may_run_sched_fifo(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    from reflex.config.loop import RealtimeConfig
+    from reflex.doctor import check_realtime
+
+    if not sys.platform.startswith("linux"):
+        assert check_realtime().status == "info"
+        return
+    missing = max(os.sched_getaffinity(0)) + 1000  # a real refusal: a CPU this process may not use
+    refused = check_realtime(RealtimeConfig(cpu=missing))
+    assert refused.status == "warn" and f"CPU {missing}" in refused.found and "CAP_SYS_NICE" in refused.fix
+    assert check_realtime(RealtimeConfig(cpu=missing, required=True)).status == "fail"
+    # a session file asking for it: its own settings are what the doctor tries
+    config = write_session(tmp_path, base_session(record={"enabled": False},
+                                                  loop={"realtime": {"cpu": missing, "required": True}}))
+    code, report = doctor_json(str(config))
+    checks = assert_well_formed(code, report)
+    assert checks["realtime"]["status"] == "fail" and "realtime" in report["failed"] and code == 1
+    before = (os.sched_getscheduler(0), os.sched_getaffinity(0))
+    plain = check_realtime()
+    assert plain.status == "info" and ("allowed" in plain.found or "not allowed" in plain.found)
+    assert (os.sched_getscheduler(0), os.sched_getaffinity(0)) == before  # tried, then undone
