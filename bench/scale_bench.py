@@ -8,13 +8,16 @@ policy, and every figure is printed next to a baseline measured in the same run:
    (``--repeats`` rounds). Targets: 0 drops, loop lateness p99 on/off <= 1.2 (median over the
    rounds), observe-stage p99 growing <= 0.2 ms per camera. Then one session per format alone
    at the largest N gives each format's CPU per camera (process CPU minus the off session's).
-2. **long** - one camera, all four formats, the same number of steps as 20 minutes at 30 Hz
-   (36,000), run faster: at ``--long-rate`` Hz (default 100 Hz: 6 minutes). RSS is sampled every
-   second; after warm-up (the first quarter) it must stay within 5 % of its warm-up value. The
-   baseline is the same session recording nothing; each format alone (a quarter of the steps)
-   then gives its MiB per hour (per 108,000 steps, an hour at 30 Hz). A format that cannot keep
-   up with the faster rate shows as queued MiB (bounded by ``record.queue_budget_mb``), which
-   is memory too: the table prints it.
+2. **long** - one camera, all four formats, the same number of steps *and frames* as 20 minutes
+   at 30 Hz with a 30 fps camera (36,000 of each), run faster: the loop at ``--long-rate`` Hz
+   (default 100 Hz: 6 minutes) and the camera at the same rate. RSS is sampled every second while
+   the loop runs (set-up and close are left out: closing LeRobot builds its dataset, a one-off
+   peak printed apart); after warm-up (the loop's first quarter) it must stay within 5 % of its
+   warm-up value. The baseline is the same session recording nothing; each format alone (a
+   quarter of the steps) gives its MiB per hour twice: per 108,000 steps (an hour at 30 Hz: what
+   grows per step) and per hour of the run's own time (what grows per chunk, which formats cut
+   by time: a faster run has fewer of them per step). A format that cannot keep up shows as
+   queued MiB (bounded by ``record.queue_budget_mb``), and as fewer frames than steps.
 3. **1 kHz** - ``configs/sim_demo.yaml`` at 1,000 Hz for ``--khz-seconds`` with recording off.
    Targets: 0 overruns, tick p99 <= 0.5 ms; ticks over 2x the period are counted. The baseline
    is the same session with Python's garbage collector left automatic (REFLEX_LOOP_GC=auto), and
@@ -67,25 +70,46 @@ def rss_mib() -> float:
     return 0.0
 
 
+class LoopWindow:
+    """A session watcher marking when the control loop ran, so RSS samples taken during set-up and
+    close (e.g. LeRobot building its dataset from the journal) are told apart from the loop's."""
+
+    def __init__(self) -> None:
+        self.start: float | None = None
+        self.end: float | None = None
+
+    def running(self, session: Any) -> None:
+        self.start = time.monotonic()
+
+    def finished(self) -> None:
+        self.end = time.monotonic()
+
+
 def child(config: Path) -> None:
-    """Run one session; print its result, process CPU and RSS samples as one JSON line."""
+    """Run one session; print its result, process CPU and RSS samples as one JSON line. ``rss`` are
+    the samples taken while the loop ran (seconds since it started, MiB); ``rssClose`` the peak
+    after it ended (closing the recorders)."""
     sys.path.insert(0, str(REPO))
     from reflex.runtime.session import run_session_file
 
     samples: list[tuple[float, float]] = []
+    window = LoopWindow()
     stop = threading.Event()
 
     def sample() -> None:
-        t0 = time.monotonic()
         while not stop.wait(1.0):
-            samples.append((round(time.monotonic() - t0, 2), round(rss_mib(), 2)))
+            samples.append((time.monotonic(), rss_mib()))
 
     threading.Thread(target=sample, daemon=True).start()
     cpu0 = time.process_time()
-    result = run_session_file(config).to_json()
+    result = run_session_file(config, watchers=[window]).to_json()
     cpu = time.process_time() - cpu0
     stop.set()
-    print(json.dumps({"result": result, "cpuS": cpu, "rss": samples}))
+    t0, t1 = window.start or 0.0, window.end or float("inf")
+    loop = [(round(t - t0, 2), round(r, 2)) for t, r in samples if t0 <= t <= t1]
+    after = [r for t, r in samples if t > t1]
+    print(json.dumps({"result": result, "cpuS": cpu, "rss": loop,
+                      "rssClose": round(max(after), 2) if after else None}))
 
 
 def run_child(config: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -103,8 +127,9 @@ def run_child(config: Path, env: dict[str, str] | None = None) -> dict[str, Any]
 
 
 def session(out: Path, name: str, *, rate: float, seconds: float | None = None, steps: int | None = None,
-            cameras: int = 0, formats: list[str] | None = None, realtime: bool = False) -> Path:
-    cams: dict[str, Any] = {"top": {"kind": "sim", "width": 128, "height": 96, "fps": FPS}}
+            cameras: int = 0, formats: list[str] | None = None, realtime: bool = False,
+            top_fps: float = FPS) -> Path:
+    cams: dict[str, Any] = {"top": {"kind": "sim", "width": 128, "height": 96, "fps": top_fps}}
     for i in range(cameras):
         cams[f"cam{i}"] = {"kind": "sim", "width": WIDTH, "height": HEIGHT, "fps": FPS}
     config: dict[str, Any] = {
@@ -137,6 +162,16 @@ def ratio(a: float, b: float) -> float:
 def drops(result: dict[str, Any]) -> int:
     rec = result.get("recording") or {}
     return sum((rec.get("dropped") or {}).values()) + sum((rec.get("droppedFrames") or {}).values())
+
+
+def frames_recorded(rec: dict[str, Any]) -> int | None:
+    """Camera frames the session recorded (Rerun logs each; LeRobot has one per row)."""
+    status = rec.get("formatStatus") or {}
+    if "rerun" in status:
+        return int(status["rerun"]["logged"]["images"])
+    if "lerobot" in status:
+        return int(status["lerobot"]["rows"])
+    return None
 
 
 def rss_after_warmup(rss: list[list[float]], warm_fraction: float = 0.25) -> tuple[float, float, float, float]:
@@ -217,26 +252,35 @@ def _growth(rows: dict[int, dict[str, Any]], counts: list[int]) -> dict[str, flo
             for which, key in (("off", "observeP99Off"), ("on", "observeP99On"))}
 
 
-def long_section(out: Path, steps: int, rate: float) -> dict[str, Any]:
+def long_section(out: Path, steps: int, rate: float, format_steps: int) -> dict[str, Any]:
+    """The top camera runs at the loop's rate, so a faster run has the 20-minute session's frames
+    too (a 30 fps camera in a 30 Hz loop gives a frame every step)."""
     runs: dict[str, dict[str, Any]] = {}
-    runs["off"] = run_child(session(out, "long-off", rate=rate, steps=steps))
-    runs["all"] = run_child(session(out, "long-all", rate=rate, steps=steps, formats=FORMATS))
+    runs["off"] = run_child(session(out, "long-off", rate=rate, steps=steps, top_fps=rate))
+    runs["all"] = run_child(session(out, "long-all", rate=rate, steps=steps, formats=FORMATS, top_fps=rate))
     for fmt in FORMATS:
-        runs[fmt] = run_child(session(out, f"long-{fmt}", rate=rate, steps=steps // 4, formats=[fmt]))
+        runs[fmt] = run_child(session(out, f"long-{fmt}", rate=rate, steps=format_steps, formats=[fmt], top_fps=rate))
     table = {}
     for name, run in runs.items():
         base, peak, last, slope = rss_after_warmup(run["rss"])
         n = run["result"]["steps"]
-        seconds = n / rate
+        loop_s = run["rss"][-1][0] if run["rss"] else 0.0
+        rec = run["result"].get("recording") or {}
         table[name] = {
             "errors": run["result"]["errors"],
-            "steps": n, "rssWarm": base, "rssMax": peak, "rssLast": last,
+            "steps": n, "loopS": loop_s, "rssWarm": base, "rssMax": peak, "rssLast": last,
+            "rssClose": run.get("rssClose"),
             "growthPct": (peak - base) / base * 100 if base else 0.0,
-            "mibPerHour": slope * seconds / n * HOUR_STEPS if n else 0.0,
+            # the slope after warm-up per step, scaled to an hour of 30 Hz steps; and per hour of
+            # this run's own time (what grows with time, e.g. Rerun's index entry per chunk of
+            # FLUSH_EVERY_S, shows here: a 30 Hz session's hour is 108,000 steps and an hour)
+            "mibPerHour": slope * loop_s / n * HOUR_STEPS if n else 0.0,
+            "mibPerWallHour": slope * 3600,
+            "frames": frames_recorded(rec),
             "drops": drops(run["result"]),
-            "maxQueuedMiB": (run["result"].get("recording") or {}).get("maxQueuedMiB"),
+            "maxQueuedMiB": rec.get("maxQueuedMiB"),
         }
-    return {"rate": rate, "steps": steps, "runs": table}
+    return {"rate": rate, "steps": steps, "formatSteps": format_steps, "runs": table}
 
 
 def bare_loop(seconds: float, period: float = 0.001, realtime: bool = False) -> None:
@@ -331,13 +375,16 @@ def print_report(res: dict[str, Any]) -> None:
             print(f"      {fmt} alone NOT OK: {error[:200]}")
     long = res.get("long")
     if long:
-        print(f"\nlong session: top 128x96, loop {long['rate']:g} Hz, {long['steps']} steps "
-              f"(= {long['steps'] / 30 / 60:.0f} min at 30 Hz); per-format runs have a quarter of the steps")
-        print("  run | steps | RSS warm / max / last MiB | growth after warm-up (target <= 5 %) "
-              "| MiB per hour at 30 Hz | drops | max queued MiB")
+        print(f"\nlong session: top 128x96 camera at the loop's rate, loop {long['rate']:g} Hz, {long['steps']} "
+              f"steps and frames (= {long['steps'] / 30 / 60:.0f} min at 30 Hz); each format alone "
+              f"{long['formatSteps']} steps; RSS sampled every second while the loop ran, warm-up its first quarter")
+        print("  run | steps | loop s | RSS warm / max / last MiB | growth after warm-up (target <= 5 %) "
+              "| frames | MiB per 108,000 steps (an hour at 30 Hz) | MiB per hour of run time | RSS closing | drops "
+              "| max queued MiB")
         for name, row in long["runs"].items():
-            print(f"  {name:7s} | {row['steps']} | {row['rssWarm']:.1f} / {row['rssMax']:.1f} / {row['rssLast']:.1f} "
-                  f"| {row['growthPct']:.2f} % | {row['mibPerHour']:.1f} | {row['drops']} | {row['maxQueuedMiB']}"
+            print(f"  {name:7s} | {row['steps']} | {row['loopS']:.0f} | {row['rssWarm']:.1f} / {row['rssMax']:.1f} / "
+                  f"{row['rssLast']:.1f} | {row['growthPct']:.2f} % | {row['frames']} | {row['mibPerHour']:.1f} | "
+                  f"{row['mibPerWallHour']:.1f} | {row['rssClose'] or '-'} | {row['drops']} | {row['maxQueuedMiB']}"
                   + (f"  NOT OK: {'; '.join(row['errors'])[:200]}" if row["errors"] else ""))
     khz = res.get("khz")
     if khz:
@@ -386,6 +433,7 @@ def main() -> None:
     parser.add_argument("--no-format-cpu", action="store_true", help="Skip the per-format CPU sessions.")
     parser.add_argument("--long-rate", type=float, default=100.0)
     parser.add_argument("--long-steps", type=int, help=f"default {LONG_STEPS // 4}, --full {LONG_STEPS}")
+    parser.add_argument("--long-format-steps", type=int, help="each format alone (default a quarter of --long-steps)")
     parser.add_argument("--khz-seconds", type=float, help="default 10, --full 60")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -407,8 +455,8 @@ def main() -> None:
                 realtime=args.realtime, format_cpu=not args.no_format_cpu,
             )
         if "long" in only:
-            res["long"] = long_section(out, args.long_steps or (LONG_STEPS if args.full else LONG_STEPS // 4),
-                                       args.long_rate)
+            long_steps = args.long_steps or (LONG_STEPS if args.full else LONG_STEPS // 4)
+            res["long"] = long_section(out, long_steps, args.long_rate, args.long_format_steps or long_steps // 4)
         if "khz" in only:
             res["khz"] = khz_section(out, args.khz_seconds or (60.0 if args.full else 10.0))
     print_report(res)

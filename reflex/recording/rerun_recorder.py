@@ -79,6 +79,9 @@ class RerunRecorder:
         self._reserve = RESERVE_MIN_BYTES
         self._stuck = False
         self._t_flush = time.monotonic()
+        # seconds between flushes of the batcher (each cuts a chunk per entity); until then Rerun
+        # holds the rows logged since the last one, so memory grows for up to this long, then drops
+        self.flush_every_s = FLUSH_EVERY_S
 
     def open(self, meta: SessionMeta) -> None:
         try:
@@ -191,7 +194,7 @@ class RerunRecorder:
         if self._rec is None:
             return
         now = time.monotonic()
-        if now - self._t_flush < FLUSH_EVERY_S:
+        if now - self._t_flush < self.flush_every_s:
             self._check_space()  # cheap; the write itself waits for the batch
             return
         self._t_flush = now
