@@ -13,11 +13,12 @@ instant it was read). Entities:
 * ``events``: ``TextLog`` (safe stops, stale/fresh, guard clamps, session end);
 * static: ``session`` (config hash, model hash, seed, version, ...), ``session/config``, ``task``.
 
-Memory: for the footer (the chunk index readers use for random access) Rerun keeps about 1.75 KiB
-per chunk in memory until the file is closed, however few rows the chunk has. With Rerun's
-default batching (a chunk per entity every 200 ms) that grew a session by ~15 MiB a minute, so
-this recorder batches for :data:`FLUSH_EVERY_S` seconds: ~10 entities x one chunk per 3 s is a few
-MiB an hour. The file sink is flushed as often; after ``kill -9`` the file lacks its footer but
+Memory: for the footer (the chunk index readers use for random access) Rerun keeps an entry per
+chunk in memory until the file is closed: 3.0 KiB per chunk fed directly, 13-37 KiB per chunk in
+a session (docs/performance.md). With Rerun's default batching (a chunk per entity every 200 ms)
+that grew a session by ~15 MiB a minute, so this recorder batches for :data:`FLUSH_EVERY_S`
+seconds: about 8 chunks per flush, 9,600 an hour, 100-350 MiB per hour of session time.
+The file sink is flushed as often; after ``kill -9`` the file lacks its footer but
 every flushed chunk reads back (at most the last ~3 s are lost), and ``reflex recordings repair``
 rewrites it with a footer.
 
