@@ -226,9 +226,14 @@ def test_disk_full_marks_the_recording_degraded_then_repair_recovers_it(tmp_path
         repair = run_cli(["recordings", "repair", str(rec_dir), "--json"])
         assert repair.returncode == 0, repair.stdout + repair.stderr
         details = info(rec_dir)["details"]
-        assert {n: d["state"] for n, d in details.items()} == {
-            f: ("repaired" if f == "lerobot" else "complete") for f in formats
-        }
+        states = {n: d["state"] for n, d in details.items()}
+        assert states == {**{f: "complete" for f in formats}, "lerobot": states["lerobot"]}
+        # LeRobot is rebuilt from its journal if it failed; with safe_stop another format may hit the
+        # full disk first and stop the session while LeRobot still had room to finish (a loaded host
+        # changes which), so then it is complete as written
+        lerobot_failed = any(f.startswith("lerobot:") for f in recording["failures"])
+        assert states["lerobot"] == "repaired" if lerobot_failed else states["lerobot"] in ("repaired", "complete")
+        assert lerobot_failed or on_error == "safe_stop", "with continue every format meets the full disk"
         assert details["lerobot"]["rows"] > 0
 
 

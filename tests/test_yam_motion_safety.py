@@ -446,8 +446,8 @@ def test_ctrl_c_during_gripper_calibration_reports_powered_motors_and_one_safe_s
         while time.monotonic() < deadline:
             recent = [f for f in list(cap.frames)[-60:] if f.arbitration_id == 7 and classify(7, f.data) == "mit"]
             last = unpack_mit(recent[-1].data, TYPES[6]) if recent else None
-            if last is not None and last.kp == 0 and last.torque:
-                break  # the gripper is being pushed against its stop
+            if last is not None and last.kp == 0 and abs(last.torque) > 0.1:
+                break  # the gripper is being pushed against its stop (0.5 Nm; not the torque-mode zero)
             time.sleep(0.01)
         t_signal.append(time.monotonic())
         os.kill(os.getpid(), signal.SIGINT)
