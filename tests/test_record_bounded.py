@@ -46,6 +46,18 @@ def _blocks() -> int:
     return sys.getallocatedblocks()
 
 
+def _blocks_grown(recorder: Recorder) -> int:
+    """Heap blocks the recorder added over STEPS steps after WARM_STEPS of warm-up."""
+    recorder.open(make_meta())
+    try:
+        _feed(recorder, 0, WARM_STEPS)
+        before = _blocks()
+        _feed(recorder, WARM_STEPS, WARM_STEPS + STEPS)
+        return _blocks() - before
+    finally:
+        recorder.close()
+
+
 @pytest.mark.parametrize("fmt", list(FORMATS))
 def test_a_recorder_fed_many_steps_keeps_no_per_step_state(fmt: str, tmp_path: Path) -> None:
     recorder = build_recorders([fmt], tmp_path, images=True)[0]
@@ -53,14 +65,7 @@ def test_a_recorder_fed_many_steps_keeps_no_per_step_state(fmt: str, tmp_path: P
         # every flush() cuts the batch: Rerun holds the rows of up to FLUSH_EVERY_S otherwise (a few
         # seconds of a session, but thousands of this test's steps) and drops them at the next cut
         recorder.flush_every_s = 0.0
-    recorder.open(make_meta())
-    try:
-        _feed(recorder, 0, WARM_STEPS)
-        before = _blocks()
-        _feed(recorder, WARM_STEPS, WARM_STEPS + STEPS)
-        grown = _blocks() - before
-    finally:
-        recorder.close()
+    grown = _blocks_grown(recorder)
     allowed = BLOCKS_PER_STEP * STEPS + BLOCKS_PER_FLUSH * (STEPS // FLUSH_EVERY)
     assert grown <= allowed, (
         f"{fmt}: {grown} Python heap blocks more after {STEPS} more steps ({grown / STEPS:.2f} per step, "
@@ -82,12 +87,5 @@ def test_the_check_sees_a_recorder_that_keeps_a_value_per_step(tmp_path: Path) -
             self.ticks.append(float(rec.t_tick) + 0.5)  # type: ignore[attr-defined]
 
     recorder = Hoarding(tmp_path)
-    recorder.open(make_meta())
-    try:
-        _feed(recorder, 0, WARM_STEPS)
-        before = _blocks()
-        _feed(recorder, WARM_STEPS, WARM_STEPS + STEPS)
-        grown = _blocks() - before
-    finally:
-        recorder.close()
+    grown = _blocks_grown(recorder)
     assert grown > BLOCKS_PER_STEP * STEPS + BLOCKS_PER_FLUSH * (STEPS // FLUSH_EVERY)

@@ -70,6 +70,29 @@ def first_stop_frame(frames: list[Captured], after: float = -math.inf) -> float:
     raise AssertionError("no stop frame on the bus")
 
 
+def at_most_the_frame_in_flight(frames: list[Captured], after: float, side: str, what: str) -> None:
+    """Stopped within one bus cycle of ``after`` (counted, not timed: a loaded host stretches
+    cycles): each motor got at most the control frame already in flight, then stop frames."""
+    for esc in range(1, 8):
+        control = [t for t, _, kp in mit(frames, esc) if t > after and kp > NOMINAL_KP[esc - 1] - 0.2]
+        assert len(control) <= 1, f"{side} motor {esc}: {len(control)} control frames after {what}"
+
+
+def note_faults(hw: YamBimanual) -> list[float]:
+    """When a chain reports a fault (then it stops both arms): the list fills as faults come."""
+    found: list[float] = []
+    report = hw.arms[0].on_fault
+    assert report is not None
+
+    def noted(message: str) -> None:
+        found.append(time.monotonic())
+        report(message)
+
+    for arm in hw.arms:
+        arm.on_fault = noted
+    return found
+
+
 def first_kind(frames: list[Captured], kind: str) -> float:
     return next(f.t for f in frames if f.arbitration_id < 0x10 and classify(f.arbitration_id, f.data) == kind)
 
@@ -241,24 +264,13 @@ def test_silent_motor_first_stop_frame_on_both_arms_within_one_control_period(na
     # right arm's first stop frame, each arm sends at most the rest of the cycle in flight
     for side in ("left", "right"):
         assert first_stop_frame(frames[side], after=t_found) > t_last
-        for esc in range(1, 8):
-            control = [t for t, _, kp in mit(frames[side], esc) if t > t_found and kp > NOMINAL_KP[esc - 1] - 0.2]
-            assert len(control) <= 1, f"{side} motor {esc}: {len(control)} control frames after the stop began"
+        at_most_the_frame_in_flight(frames[side], t_found, side, "the stop began")
 
 
 def test_bus_off_on_one_arm_stops_the_other_and_names_the_watchdog(name: str, tmp_path: Path) -> None:
     buses = Buses(name)
     hw = robot(config(name), tmp_path)
-    found: list[float] = []  # when the left chain reported the fault (then it stops both arms)
-    report = hw.arms[0].on_fault
-    assert report is not None
-
-    def noted(message: str) -> None:
-        found.append(time.monotonic())
-        report(message)
-
-    for arm in hw.arms:
-        arm.on_fault = noted
+    found = note_faults(hw)  # when the left chain reported the fault
     try:
         hw.connect()
         hw.enable()
@@ -281,9 +293,7 @@ def test_bus_off_on_one_arm_stops_the_other_and_names_the_watchdog(name: str, tm
     first_stop_frame(frames["right"], after=t_last_left)
     # the right arm stops within one bus cycle of the fault (not a wall-clock time: a loaded host
     # stretches cycles): after it, each right motor gets at most the control frame in flight
-    for esc in range(1, 8):
-        control = [t for t, _, kp in mit(frames["right"], esc) if t > found[0] and kp > NOMINAL_KP[esc - 1] - 0.2]
-        assert len(control) <= 1, f"right motor {esc}: {len(control)} control frames after the fault"
+    at_most_the_frame_in_flight(frames["right"], found[0], "right", "the fault")
     assert all(s == MotorStatus.LOSS_OF_COMMUNICATION for s in left_status)  # the watchdog took over
 
 
@@ -538,9 +548,7 @@ def test_second_ctrl_c_during_homing_in_a_session_is_reported_stage_accurately(t
     for side in ("left", "right"):
         # the arms stop on their next bus cycle: each motor gets at most the homing frame in flight
         # after the second Ctrl-C, then stop frames (counted, not timed: a loaded host stretches cycles)
-        for esc in range(1, 8):
-            after = [t for t, _, kp in mit(frames[side], esc) if t > t_second and kp > NOMINAL_KP[esc - 1] - 0.2]
-            assert len(after) <= 1, f"{side} motor {esc}: {len(after)} homing frames after the second Ctrl-C"
+        at_most_the_frame_in_flight(frames[side], t_second, side, "the second Ctrl-C")
         first_stop_frame(frames[side], after=t_second)
         assert all(not m.enabled for m in buses.sims[side].motors.values())
     last_commanded = [p for _, p, kp in mit(frames["left"], 1) if kp > NOMINAL_KP[0] - 0.2][-1]

@@ -17,11 +17,13 @@ from test_yam_motion_safety import (
     TYPES,
     Buses,
     Rig,
+    at_most_the_frame_in_flight,
     config,
     feedback,
     first_stop_frame,
     hold_for,
     mit,
+    note_faults,
     robot,
 )
 
@@ -160,16 +162,7 @@ def test_lost_replies_past_the_budget_stop_both_arms_on_the_next_bus_cycle(tmp_p
     # the longest motor watchdog: a loaded host that starves the bus thread must not fire it
     # first (this test is about the reply budget, which is a time on the chain's own clock)
     hw = robot(config(name, watchdog_ms=1000), tmp_path)
-    found: list[float] = []  # when a chain reported the fault (then it stops both arms)
-    report = hw.arms[0].on_fault
-    assert report is not None
-
-    def noted(message: str) -> None:
-        found.append(time.monotonic())
-        report(message)
-
-    for arm in hw.arms:
-        arm.on_fault = noted
+    found = note_faults(hw)  # when a chain reported the fault
     try:
         hw.connect()
         hw.enable()
@@ -186,10 +179,7 @@ def test_lost_replies_past_the_budget_stop_both_arms_on_the_next_bus_cycle(tmp_p
     assert found and found[0] > t_last, "the fault is reported after the replies stopped"
     for side in ("left", "right"):
         first_stop_frame(frames[side], after=found[0])
-        # after the fault each motor gets at most the control frame in flight, then stop frames
-        for esc in range(1, 8):
-            control = [t for t, _, kp in mit(frames[side], esc) if t > found[0] and kp > NOMINAL_KP[esc - 1] - 0.2]
-            assert len(control) <= 1, f"{side} motor {esc}: {len(control)} control frames after the fault"
+        at_most_the_frame_in_flight(frames[side], found[0], side, "the fault")
     assert not buses.sims["right"].motors[4].enabled, "it heard the disable (only its replies were lost)"
 
 
