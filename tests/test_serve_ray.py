@@ -149,3 +149,79 @@ def test_ray_backend_metrics_and_openpi_websocket(ray_server: RayServe) -> None:
     assert resp.status == 200, text
     names = {f.name for f in text_string_to_metric_families(text)}
     assert {"reflex_requests", "reflex_inference_seconds", "reflex_batch_size", "reflex_model_state"} <= names
+
+
+def model_replica_pids(server: RayServe) -> list[int]:
+    """The ReflexPolicy replicas' processes of this server (Ray names them in their title)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            title = open(f"/proc/{entry}/cmdline", "rb").read()  # noqa: SIM115 (read at once)
+            if b"ServeReplica:reflex:ReflexPolicy" in title and os.getsid(int(entry)) == server.proc.pid:
+                pids.append(int(entry))
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return pids
+
+
+def act_slow(port: int, body: bytes) -> tuple[int, Any]:
+    """One /act that may wait for a stalled model: a long socket timeout, unlike http_json's."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        conn.request("POST", "/act", body=body, headers={"Content-Type": "application/msgpack", **AUTH})
+        resp = conn.getresponse()
+        return resp.status, unpackb(resp.read())
+    finally:
+        conn.close()
+
+
+def test_ray_backend_overload_is_429_with_retry_after_and_recovers(ray_server: RayServe) -> None:
+    """A stalled model (its replica processes stopped, as a hung GPU would leave them): requests
+    pile up to --max-concurrent, the next one is refused at once with 429 + Retry-After, and the
+    server answers again once the model moves."""
+    def health() -> Any:
+        status, body, _ = http_json(ray_server.port, "GET", "/health", headers=AUTH)
+        assert status == 200, body
+        return body
+
+    limit = health()["max_concurrent"]
+    refused_before = health()["refused"]
+    pids = model_replica_pids(ray_server)
+    assert len(pids) == 2, pids  # --replicas 2
+    deadline = time.monotonic() + 60
+    with ThreadPoolExecutor(limit) as pool:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            held = [pool.submit(act_slow, ray_server.port, robot_body(r, 20)) for r in range(limit)]
+            while health()["in_flight"] < limit:
+                assert time.monotonic() < deadline, "the held requests never reached the model"
+                time.sleep(0.05)
+            status, body, headers = http_json(ray_server.port, "POST", "/act", raw=robot_body(limit, 20),
+                                              content_type="application/msgpack", headers=AUTH)
+            assert (status, body["error"]["code"]) == (429, "overloaded"), body
+            assert int({k.lower(): v for k, v in headers.items()}["retry-after"]) >= 1  # Ray lower-cases names
+            assert health()["refused"] == refused_before + 1 and health()["in_flight"] == limit
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+        assert [f.result(120)[0] for f in held] == [200] * limit  # the queued ones are served, none lost
+    status, reply = act(ray_server.port, robot_body(limit, 20), AUTH)  # recovered: the refused request now works
+    assert status == 200 and np.asarray(reply["actions"]).shape == (50, 14)
+    assert health()["in_flight"] == 0
+    assert refusals(ray_server.port) == refused_before + 1  # and /metrics counted it
+
+
+def refusals(port: int) -> float:
+    """reflex_request_errors{endpoint="/act", code="429", error="overloaded"} from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, text, _ = http_json(port, "GET", "/metrics", headers=AUTH)
+    assert status == 200, text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == "reflex_request_errors_total"
+               and s.labels == {"endpoint": "/act", "code": "429", "error": "overloaded"})

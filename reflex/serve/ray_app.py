@@ -142,6 +142,7 @@ def build_app(export: str, options: ServeOptions, ray_options: RayOptions, base_
             self.error: str | None = None
             self.t_start = time.monotonic()
             self.served = 0
+            self.refused = 0
             self.in_flight = 0
             self.sockets = 0
             self.prom = ServeMetrics(
@@ -206,6 +207,13 @@ def build_app(export: str, options: ServeOptions, ray_options: RayOptions, base_
             return await self._answer("/act", request, work)
 
         async def _infer(self, req: Any) -> Any:
+            # The plain server's admission rule, per ingress replica: at most max_concurrent
+            # requests at the model, one more is a 429 at once (JSON body, Retry-After), before
+            # Ray's own queues (the model handle's max_queued_requests, the proxy's) fill up.
+            if self.in_flight >= options.max_concurrent:
+                self.refused += 1
+                raise RequestError(429, "overloaded", f"{self.in_flight} requests in flight "
+                                   f"(max_concurrent {options.max_concurrent})")
             t_submit = time.perf_counter()
             self.in_flight += 1
             try:
@@ -245,7 +253,7 @@ def build_app(export: str, options: ServeOptions, ray_options: RayOptions, base_
                     "max_batch": ro.max_batch,
                     "queue_depth": 0,
                     "served": self.served,
-                    "refused": 0,
+                    "refused": self.refused,
                     "uptime_s": round(time.monotonic() - self.t_start, 3),
                     "version": __version__,
                     "transports": {"http": "/act", "websocket": "/ (openpi protocol)", "backend": "ray"},
