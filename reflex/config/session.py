@@ -128,6 +128,14 @@ class RecordConfig(StrictModel):
         description="A format that fails mid-session (e.g. disk full): safe-stop, or keep running "
         "with the recording marked degraded (the result still reports the error).",
     )
+    isolation: Literal["thread", "process"] = Field(
+        "thread",
+        description="Where the recorders run: 'thread' (writer threads in the session's process) or "
+        "'process' (a child process fed through shared memory, so the recorders never hold the control "
+        "loop's interpreter lock; costs a process and a copy of each frame; choose it for many cameras "
+        "or with loop.realtime). A quarter of queue_budget_mb (at most 64 MiB) then carries the frames "
+        "to the child.",
+    )
 
     @field_validator("formats")
     @classmethod

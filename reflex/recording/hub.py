@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reflex.ports import ActionChunk, Frame, Recorder, SessionEvent, SessionMeta, StepRecord
 from reflex.recording.jpeg import encoded_nbytes
@@ -238,6 +238,58 @@ class _Writer:
                 self.stats.extra["summary_error"] = f"{type(exc).__name__}: {exc}"
 
 
+class Hub(Protocol):
+    """What the session and the loop use of a recording hub: :class:`RecordingHub` (writer threads
+    in this process) or :class:`reflex.recording.process_hub.ProcessRecordingHub` (in a child)."""
+
+    @property
+    def recording(self) -> bool: ...
+
+    def start(self, open_timeout_s: float = 30.0) -> list[str]: ...
+
+    def submit(self, item: StepRecord | ActionChunk | SessionEvent) -> None: ...
+
+    def failures(self) -> list[str]: ...
+
+    def close(self, timeout_s: float, cut_short: threading.Event | None = None) -> list[str]: ...
+
+    def stats(self) -> list[RecorderStats]: ...
+
+    def sink_stats(self) -> list[RecorderStats]: ...
+
+    def lagging(self) -> list[str]: ...
+
+    def report(self) -> dict[str, Any]: ...
+
+
+def format_failures(stats: list[RecorderStats]) -> list[str]:
+    return [f"{s.name}: {s.failed or s.fell_behind}" for s in stats if s.failed or s.fell_behind]
+
+
+def lagging_formats(stats: list[RecorderStats], unfinished: list[str], queue_size: int) -> list[str]:
+    return [
+        s.name for s in stats
+        if s.dropped or s.dropped_frames or s.name in unfinished
+        or s.max_queue * 2 >= queue_size or s.max_queued_bytes * 2 >= s.budget_bytes
+    ]
+
+
+def recording_report(stats: list[RecorderStats], unfinished: list[str], queue_size: int, budget_bytes: int,
+                     max_used: int) -> dict[str, Any]:
+    return {
+        "degraded": bool(unfinished or any(s.failed or s.dropped or s.dropped_frames for s in stats)),
+        "lagging": lagging_formats(stats, unfinished, queue_size),
+        "maxQueue": {s.name: s.max_queue for s in stats},
+        "queueSize": queue_size,
+        "droppedFrames": {s.name: s.dropped_frames for s in stats},
+        "backlogMiB": {s.name: round(s.queued_bytes / 2**20, 3) for s in stats},
+        "maxBacklogMiB": {s.name: round(s.max_queued_bytes / 2**20, 3) for s in stats},
+        "queueBudgetMiB": round(budget_bytes / 2**20, 3),
+        "maxQueuedMiB": round(max_used / 2**20, 3),  # all formats together, frames once
+        "formatStatus": {s.name: dict(s.extra) for s in stats if s.extra},
+    }
+
+
 class RecordingHub:
     def __init__(
         self,
@@ -295,10 +347,7 @@ class RecordingHub:
 
     def failures(self) -> list[str]:
         """Formats that failed, or fell behind so far that whole items were dropped."""
-        return [
-            f"{w.stats.name}: {w.stats.failed or w.stats.fell_behind}"
-            for w in self._writers if w.stats.failed or w.stats.fell_behind
-        ]
+        return format_failures(self.stats())
 
     def close(self, timeout_s: float, cut_short: threading.Event | None = None) -> list[str]:
         """Finish writing what is queued and close every format, within ``timeout_s`` (or until
@@ -353,27 +402,21 @@ class RecordingHub:
     def lagging(self) -> list[str]:
         """Formats that could not keep up: dropped items or frames, or a queue that ran over half
         full (in items or in bytes)."""
-        return [
-            w.stats.name for w in self._writers
-            if w.stats.dropped or w.stats.dropped_frames or w.stats.name in self._unfinished
-            or w.stats.max_queue * 2 >= self._queue_size or w.stats.max_queued_bytes * 2 >= w.stats.budget_bytes
-        ]
+        return lagging_formats(self.stats(), self._unfinished, self._queue_size)
 
     def report(self) -> dict[str, Any]:
         """Extra keys for the session result's ``recording`` block."""
-        stats = self.stats()
-        return {
-            "degraded": bool(self._unfinished or any(s.failed or s.dropped or s.dropped_frames for s in stats)),
-            "lagging": self.lagging(),
-            "maxQueue": {s.name: s.max_queue for s in stats},
-            "queueSize": self._queue_size,
-            "droppedFrames": {s.name: s.dropped_frames for s in stats},
-            "backlogMiB": {s.name: round(s.queued_bytes / 2**20, 3) for s in stats},
-            "maxBacklogMiB": {s.name: round(s.max_queued_bytes / 2**20, 3) for s in stats},
-            "queueBudgetMiB": round(self.budget_bytes / 2**20, 3),
-            "maxQueuedMiB": round(self.budget.max_used / 2**20, 3),  # all formats together, frames once
-            "formatStatus": {s.name: dict(s.extra) for s in stats if s.extra},
-        }
+        return recording_report(self.stats(), self._unfinished, self._queue_size, self.budget_bytes,
+                                self.budget.max_used)
+
+    def note_upstream_drops(self, dropped: int, dropped_frames: int, fell_behind: str | None) -> None:
+        """Count in every format what was dropped before it reached this hub (the transfer to a
+        recording process, :mod:`reflex.recording.process_hub`), so the manifest has it."""
+        for w in self._writers:
+            w.stats.dropped += dropped
+            w.stats.dropped_frames += dropped_frames
+            if fell_behind and w.stats.fell_behind is None:
+                w.stats.fell_behind = fell_behind
 
     def _final_manifest(self) -> dict[str, Any]:
         assert self._directory is not None

@@ -29,7 +29,7 @@ from reflex.runtime.report import Incident
 if TYPE_CHECKING:
     from reflex.config.episodes import EpisodesConfig
     from reflex.ports import Hardware
-    from reflex.recording.hub import RecordingHub
+    from reflex.recording.hub import Hub
     from reflex.recording.lerobot.resume import ResumePlan
     from reflex.runtime.loop import ControlLoop
     from reflex.runtime.signals import SignalGate
@@ -81,7 +81,7 @@ class EpisodeRunner:
         config: EpisodesConfig,
         loop: ControlLoop,
         hardware: Hardware,
-        hub: RecordingHub | None,
+        hub: Hub | None,
         gate: SignalGate,
         *,
         default_task: str,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from reflex.recording.hub import RecordingHub
+    from reflex.recording.hub import Hub
     from reflex.runtime.episodes import EpisodeRunner
     from reflex.runtime.loop import ControlLoop
 
@@ -41,7 +41,7 @@ class LiveProbe:
     """Reads snapshots of one loop (and its recording hub); keeps the last one for the rate."""
 
     def __init__(
-        self, loop: ControlLoop, hub: RecordingHub | None, t_start: float, episodes: EpisodeRunner | None = None
+        self, loop: ControlLoop, hub: Hub | None, t_start: float, episodes: EpisodeRunner | None = None
     ) -> None:
         self.loop = loop
         self.hub = hub

@@ -47,7 +47,7 @@ LIVE_WINDOW = 256  # lateness samples the live status line takes its p99 from
 
 if TYPE_CHECKING:
     from reflex.config.session import SessionConfig
-    from reflex.recording.hub import RecordingHub
+    from reflex.recording.hub import Hub
 
 
 @dataclass
@@ -70,7 +70,7 @@ class ControlLoop:
         guard: ActionGuard,
         action_width: int,
         chunk_dt: float,
-        hub: RecordingHub | None,
+        hub: Hub | None,
         gate: SignalGate,
         prefix_length: int | None = None,
         clock: Callable[[], float] = time.monotonic,

@@ -26,7 +26,7 @@ from reflex.config.base import BuildContext
 from reflex.config.bounds import overridden
 from reflex.errors import SessionAborted, SetupError
 from reflex.ports import Hardware, HomingHardware, Recorder, SessionEvent, SessionMeta, Target, TargetInfo
-from reflex.recording.hub import RecordingHub
+from reflex.recording.hub import Hub, RecordingHub
 from reflex.recording.session_dir import new_session_id, recording_dir
 from reflex.runtime.cameras import SessionCameras
 from reflex.runtime.chunks import ChunkSchedule, ExecutionSettings
@@ -130,7 +130,7 @@ class Session:
         self.info: TargetInfo | None = None
         self.hardware: Hardware | None = None
         self.cameras = SessionCameras()
-        self.hub: RecordingHub | None = None
+        self.hub: Hub | None = None
         self.worker: InferenceWorker | None = None
         self.loop: ControlLoop | None = None
         self.realtime = RealtimeThread(config.loop.realtime)  # the loop thread's scheduling class
@@ -383,17 +383,24 @@ class Session:
             t_start_mono=time.monotonic(),
             expert_override=self.result.expert_override,
         )
-        recorders = (
-            build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
-            if directory is not None else []
-        )
-        for recorder in recorders:
-            if self._resume is not None and hasattr(recorder, "resume"):
-                recorder.resume = True
-        self.hub = RecordingHub(
-            recorders, meta, cfg.record.queue_size, directory, int(cfg.record.queue_budget_mb * 2**20),
-            sinks=opts.sinks,
-        )
+        budget = int(cfg.record.queue_budget_mb * 2**20)
+        if directory is not None and cfg.record.isolation == "process":
+            from reflex.recording.process_hub import ProcessRecordingHub
+
+            self.hub = ProcessRecordingHub(
+                list(cfg.record.formats), directory, meta, cfg.record.queue_size, budget,
+                images=cfg.record.images, image_encoding=cfg.record.image_encoding,
+                resume=self._resume is not None, sinks=opts.sinks,
+            )
+        else:
+            recorders = (
+                build_recorders(cfg.record.formats, directory, cfg.record.images, cfg.record.image_encoding)
+                if directory is not None else []
+            )
+            for recorder in recorders:
+                if self._resume is not None and hasattr(recorder, "resume"):
+                    recorder.resume = True
+            self.hub = RecordingHub(recorders, meta, cfg.record.queue_size, directory, budget, sinks=opts.sinks)
         failures = self.hub.start()
         if directory is not None:
             self.result.recording = {"path": str(directory), "formats": list(cfg.record.formats)}

@@ -1,0 +1,108 @@
+"""Camera frames from the session to its recording process, in one shared-memory ring.
+
+The session (one writer) copies a step's frames in at ``head``; the recording process (one
+reader) copies them out in the order they were written and then moves ``tail`` past them, in the
+segment's header. Space is ``capacity - (head - tail)`` bytes: a step whose frames do not fit is
+refused (the caller drops and counts the frames), so the ring never holds more than its capacity
+and nobody waits for anybody. A frame never wraps around the end: the gap it skips counts as used
+until the reader moves past it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+from multiprocessing import resource_tracker
+from multiprocessing.shared_memory import SharedMemory
+from typing import Any
+
+import numpy as np
+
+from reflex.ports import Frame
+
+HEADER_BYTES = 64  # tail (uint64) and room to spare, keeping frames 64-byte aligned
+# name -> (offset in the ring, shape, dtype, t_capture, seq)
+FrameSlot = tuple[int, tuple[int, ...], str, float, int]
+
+
+class FrameRing:
+    def __init__(self, shm: SharedMemory, capacity: int, owner: bool) -> None:
+        self.shm = shm
+        self.capacity = capacity
+        self.owner = owner
+        self._tail: np.ndarray | None = np.ndarray((1,), np.uint64, buffer=shm.buf, offset=0)
+        self.head = 0  # bytes ever claimed (writer side)
+        self.max_used = 0
+
+    @classmethod
+    def create(cls, capacity: int) -> FrameRing:
+        name = f"reflex-rec-{os.getpid()}-{secrets.token_hex(4)}"
+        shm = SharedMemory(name=name, create=True, size=HEADER_BYTES + capacity)
+        ring = cls(shm, capacity, owner=True)
+        assert ring._tail is not None
+        ring._tail[0] = 0
+        return ring
+
+    @classmethod
+    def attach(cls, name: str, capacity: int) -> FrameRing:
+        if sys.version_info >= (3, 13):
+            kwargs: dict[str, Any] = {"track": False}
+            shm = SharedMemory(name=name, **kwargs)
+        else:  # attaching registers the segment with this process's tracker, which would unlink it at exit
+            shm = SharedMemory(name=name)
+            resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+        return cls(shm, capacity, owner=False)
+
+    @property
+    def name(self) -> str:
+        return self.shm.name
+
+    def used(self) -> int:
+        assert self._tail is not None
+        return self.head - int(self._tail[0])
+
+    # -- writer ---------------------------------------------------------------------------------
+    def put(self, frames: dict[str, Frame]) -> tuple[dict[str, FrameSlot], int] | None:
+        """Copy every frame in; their slots and the ``head`` the reader releases up to, or None
+        (nothing claimed) when they do not all fit. Large copies release the interpreter lock."""
+        assert self._tail is not None
+        tail = int(self._tail[0])
+        start_head = self.head
+        slots: dict[str, FrameSlot] = {}
+        for name, frame in frames.items():
+            image = frame.image
+            n = int(image.nbytes)
+            pos = self.head % self.capacity
+            gap = self.capacity - pos if pos + n > self.capacity else 0
+            if self.head + gap + n - tail > self.capacity:
+                self.head = start_head
+                return None
+            offset = (self.head + gap) % self.capacity
+            self.head += gap + n
+            view: np.ndarray = np.ndarray(image.shape, image.dtype, buffer=self.shm.buf, offset=HEADER_BYTES + offset)
+            np.copyto(view, image)
+            del view
+            slots[name] = (offset, tuple(image.shape), image.dtype.str, frame.t_capture, frame.seq)
+        self.max_used = max(self.max_used, self.head - tail)
+        return slots, self.head
+
+    # -- reader ---------------------------------------------------------------------------------
+    def take(self, slots: dict[str, FrameSlot], release_to: int) -> dict[str, Frame]:
+        """Copy the frames out and give their space back."""
+        frames: dict[str, Frame] = {}
+        for name, (offset, shape, dtype, t_capture, seq) in slots.items():
+            view: np.ndarray = np.ndarray(shape, np.dtype(dtype), buffer=self.shm.buf, offset=HEADER_BYTES + offset)
+            frames[name] = Frame(image=view.copy(), t_capture=t_capture, seq=seq)
+            del view
+        assert self._tail is not None
+        self._tail[0] = release_to
+        return frames
+
+    def close(self) -> None:
+        self._tail = None  # the segment cannot close while an array still points into it
+        self.shm.close()
+        if self.owner:
+            with contextlib.suppress(FileNotFoundError):
+                self.shm.unlink()
