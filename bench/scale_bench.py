@@ -28,8 +28,10 @@ policy, and every figure is printed next to a baseline measured in the same run:
    SCHED_FIFO 50), ``bare rt`` the bare loop in SCHED_FIFO 50: each is printed as a ratio against
    its normal-class twin of the same run (a refusal by the OS is printed, not hidden).
 
-``--realtime`` runs the camera sessions (off and on) with ``loop.realtime`` too, ``--no-format-cpu``
-skips the per-format CPU sessions.
+The recording camera sessions run their recorders in a child process (``record.isolation:
+process``; ``--isolation thread`` for the writer threads in the session's process); process CPU
+counts that child too. ``--realtime`` runs the camera sessions (off and on) with ``loop.realtime``
+too, ``--no-format-cpu`` skips the per-format CPU sessions.
 
 The default run is short (cameras 20 s x 1 round, long session 1/4 of the steps, 1 kHz 10 s);
 ``--full`` runs the figures the issue asks for (60 s x 2 rounds, 36,000 steps, 60 s; about 40
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,12 +65,22 @@ HOUR_STEPS = 108_000  # an hour at 30 Hz
 
 
 # -- one session in a child process ------------------------------------------------------------
-def rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+def rss_mib(pid: int | str = "self") -> float:
+    """Resident MiB of ``pid`` and its child processes (``record.isolation: process`` records in
+    one; the shared-memory frame ring's pages are counted in both)."""
+    total = 0.0
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        if pid == "self":
+            for task in Path("/proc/self/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    total += rss_mib(child)
+    except OSError:  # a child that just exited
+        pass
+    return total
 
 
 class LoopWindow:
@@ -102,8 +115,11 @@ def child(config: Path) -> None:
 
     threading.Thread(target=sample, daemon=True).start()
     cpu0 = time.process_time()
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = run_session_file(config, watchers=[window]).to_json()
-    cpu = time.process_time() - cpu0
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # the session's process plus its children (record.isolation: process runs the recorders in one)
+    cpu = time.process_time() - cpu0 + (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
     stop.set()
     t0, t1 = window.start or 0.0, window.end or float("inf")
     loop = [(round(t - t0, 2), round(r, 2)) for t, r in samples if t0 <= t <= t1]
@@ -128,7 +144,7 @@ def run_child(config: Path, env: dict[str, str] | None = None) -> dict[str, Any]
 
 def session(out: Path, name: str, *, rate: float, seconds: float | None = None, steps: int | None = None,
             cameras: int = 0, formats: list[str] | None = None, realtime: bool = False,
-            top_fps: float = FPS) -> Path:
+            top_fps: float = FPS, isolation: str = "thread") -> Path:
     cams: dict[str, Any] = {"top": {"kind": "sim", "width": 128, "height": 96, "fps": top_fps}}
     for i in range(cameras):
         cams[f"cam{i}"] = {"kind": "sim", "width": WIDTH, "height": HEIGHT, "fps": FPS}
@@ -141,7 +157,8 @@ def session(out: Path, name: str, *, rate: float, seconds: float | None = None, 
         "cameras": cams,
         # a loaded machine can freeze the runner for a few hundred ms: measure it, do not stop on it
         "safety": {"max_delta": 0.05, "max_command_gap_ms": 1000},
-        "record": {"enabled": formats is not None, "formats": formats or ["jsonl"], "dir": str(out / f"rec-{name}")},
+        "record": {"enabled": formats is not None, "formats": formats or ["jsonl"], "dir": str(out / f"rec-{name}"),
+                   "isolation": isolation},
     }
     if realtime:
         config["loop"] = {"realtime": {"priority": 50}}
@@ -190,14 +207,14 @@ def rss_after_warmup(rss: list[list[float]], warm_fraction: float = 0.25) -> tup
 
 # -- sections -----------------------------------------------------------------------------------
 def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int], realtime: bool = False,
-                    format_cpu: bool = True) -> dict[str, Any]:
+                    format_cpu: bool = True, isolation: str = "process") -> dict[str, Any]:
     rows: dict[int, dict[str, Any]] = {}
     for n in counts:
         rounds = []
         for r in range(repeats):
             off = run_child(session(out, f"cam{n}-off-{r}", rate=30, seconds=seconds, cameras=n, realtime=realtime))
             on = run_child(session(out, f"cam{n}-on-{r}", rate=30, seconds=seconds, cameras=n, formats=FORMATS,
-                                   realtime=realtime))
+                                   realtime=realtime, isolation=isolation))
             rounds.append((off, on))
         late_ratio = statistics.median(
             ratio(on["result"]["loop"]["latenessMs"]["p99"], off["result"]["loop"]["latenessMs"]["p99"])
@@ -231,17 +248,18 @@ def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int], 
     per_format_errors: dict[str, str] = {}
     if not format_cpu:
         return {"rows": rows, "cpuPerCameraPct": per_format, "cpuErrors": per_format_errors, "seconds": seconds,
-                "realtime": realtime, "observeGrowthMsPerCamera": _growth(rows, counts)}
+                "realtime": realtime, "isolation": isolation, "observeGrowthMsPerCamera": _growth(rows, counts)}
     off = run_child(session(out, f"fmt-off-{n_max}", rate=30, seconds=seconds, cameras=n_max))
     for fmt in FORMATS:
-        on = run_child(session(out, f"fmt-{fmt}-{n_max}", rate=30, seconds=seconds, cameras=n_max, formats=[fmt]))
+        on = run_child(session(out, f"fmt-{fmt}-{n_max}", rate=30, seconds=seconds, cameras=n_max, formats=[fmt],
+                               isolation=isolation))
         # per second the loop ran (a session that fell behind and stopped early ran shorter)
         ran_on, ran_off = on["result"]["steps"] / 30, off["result"]["steps"] / 30
         per_format[fmt] = (on["cpuS"] / ran_on - off["cpuS"] / ran_off) * 100 / n_max
         if on["result"]["errors"]:
             per_format_errors[fmt] = on["result"]["errors"][0]
     return {"rows": rows, "cpuPerCameraPct": per_format, "cpuErrors": per_format_errors, "seconds": seconds,
-            "realtime": realtime, "observeGrowthMsPerCamera": _growth(rows, counts)}
+            "realtime": realtime, "isolation": isolation, "observeGrowthMsPerCamera": _growth(rows, counts)}
 
 
 def _growth(rows: dict[int, dict[str, Any]], counts: list[int]) -> dict[str, float]:
@@ -353,7 +371,8 @@ def print_report(res: dict[str, Any]) -> None:
     if cams:
         rt = ", loop thread SCHED_FIFO 50 (loop.realtime) in every session" if cams.get("realtime") else ""
         print(f"\ncameras: top 128x96 + N x {WIDTH}x{HEIGHT} sim @ {FPS} fps, loop 30 Hz, {cams['seconds']:g} s, "
-              f"all four formats on vs recording off (median of rounds){rt}")
+              f"all four formats on (record.isolation: {cams.get('isolation')}) vs recording off "
+              f"(median of rounds){rt}; CPU includes the recording process")
         print("  N | drops | lateness p99 off / on ms (ratio, target <= 1.2) | observe p99 off / on ms "
               "| overruns | CPU off / on % | max RSS on")
         for n, row in cams["rows"].items():
@@ -430,6 +449,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="Interleaved off/on rounds (default 1, --full 2).")
     parser.add_argument("--realtime", action="store_true",
                         help="Camera sessions with the loop thread in SCHED_FIFO (loop.realtime).")
+    parser.add_argument("--isolation", choices=["process", "thread"], default="process",
+                        help="record.isolation of the recording camera sessions (default process).")
     parser.add_argument("--no-format-cpu", action="store_true", help="Skip the per-format CPU sessions.")
     parser.add_argument("--long-rate", type=float, default=100.0)
     parser.add_argument("--long-steps", type=int, help=f"default {LONG_STEPS // 4}, --full {LONG_STEPS}")
@@ -452,7 +473,7 @@ def main() -> None:
             counts = [int(c) for c in args.cameras.split(",")]
             res["cameras"] = cameras_section(
                 out, args.seconds or (60.0 if args.full else 20.0), args.repeats or (2 if args.full else 1), counts,
-                realtime=args.realtime, format_cpu=not args.no_format_cpu,
+                realtime=args.realtime, format_cpu=not args.no_format_cpu, isolation=args.isolation,
             )
         if "long" in only:
             long_steps = args.long_steps or (LONG_STEPS if args.full else LONG_STEPS // 4)

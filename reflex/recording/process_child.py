@@ -42,7 +42,10 @@ class _Child:
         from reflex.recording.frame_ring import FrameRing
         from reflex.recording.hub import RecordingHub
 
-        init: dict[str, Any] = self.conn.recv()
+        try:
+            init: dict[str, Any] = self.conn.recv()
+        except (EOFError, OSError):  # the session went away before it said what to record
+            return
         ring = FrameRing.attach(init["ring"], init["ringBytes"])
         directory = Path(init["directory"])
         try:

@@ -97,6 +97,7 @@ class ProcessRecordingHub:
         self._start_failures: list[str] = []
         self._closed = threading.Event()
         self._closing = False
+        self._close_deadline = 0.0
         # the child's latest status
         self._child_stats = [RecorderStats(name, budget_bytes=budget_bytes) for name in self.formats]
         self._child_max_used = 0
@@ -124,7 +125,8 @@ class ProcessRecordingHub:
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "reflex.recording.process_child", str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),), env=env, start_new_session=True,
+                pass_fds=(theirs.fileno(),), env=env, stdout=subprocess.DEVNULL,
+                start_new_session=True,  # terminal signals are the session's; it closes the child
             )
         except OSError as exc:
             ours.close()
@@ -159,7 +161,11 @@ class ProcessRecordingHub:
         """Pickles queued items to the child (blocking here, never on the control thread)."""
         while True:
             entry = self._queue.get()
-            if entry is _CLOSE:
+            if entry is _CLOSE:  # after every item queued before it, so none arrives after the close
+                with self._submit_lock:
+                    counts = (self._dropped, self._dropped_frames, self._fell_behind)
+                with contextlib.suppress(OSError):
+                    self._send(("close", *counts, max(0.0, self._close_deadline - time.monotonic())))
                 return
             try:
                 self._send(("item", *entry))
@@ -208,7 +214,7 @@ class ProcessRecordingHub:
         if self._died is not None or self._closing or self._ring is None:
             return
         with self._submit_lock:
-            if self._queue.full():
+            if self._queue.full():  # counted as the in-process hub counts a full queue: the item
                 self._drop(item, f"queue full ({self._queue_size} items)")
                 return
             slots: dict[str, Any] = {}
@@ -242,13 +248,10 @@ class ProcessRecordingHub:
         """Finish writing what is queued and close every format, within ``timeout_s`` (or until
         ``cut_short`` is set, then at most one more second); returns the formats not finished."""
         deadline = time.monotonic() + timeout_s
+        self._close_deadline = deadline
         self._closing = True
-        with self._submit_lock:
-            dropped, dropped_frames, fell_behind = self._dropped, self._dropped_frames, self._fell_behind
         if self._conn is not None and self._died is None and self._started.is_set():
             self._stop_forwarding(deadline, cut_short)
-            with contextlib.suppress(OSError):
-                self._send(("close", dropped, dropped_frames, fell_behind, max(0.0, deadline - time.monotonic())))
             cut_sent = False
             while not self._closed.wait(0.05) and self._died is None:
                 now = time.monotonic()
@@ -293,13 +296,13 @@ class ProcessRecordingHub:
             self._ring.close()
 
     def _mark_manifest(self) -> None:
-        """The child could not finish its manifest: say so in it, so the recording reads as
-        unfinished (``reflex recordings repair`` can finish what the formats allow)."""
+        """The child could not finish the recording: its manifest keeps ``status: recording`` (so
+        ``reflex recordings info`` says interrupted and ``repair`` finishes what the formats allow,
+        as after a ``kill -9``) and says why."""
         path = self.directory / MANIFEST
         data = read_json(path)
         if data is None:
             return
-        data["status"] = "degraded"
         data["recording_process"] = self._died or "did not finish within the close timeout"
         with contextlib.suppress(OSError):
             write_json_atomic(path, data)
