@@ -115,6 +115,23 @@ def test_full_queue_is_429_with_retry_after_and_the_server_recovers() -> None:
     assert sorted(policy.batch_sizes) == [1, 1, 2]  # one alone (held), then the two queued together, then one
 
 
+def test_a_request_waits_for_company_only_when_the_model_is_idle() -> None:
+    """--max-wait-ms holds a batch open only when its first request found the model idle; one
+    that queued while a batch ran goes as soon as that batch ends (here: instead of 60 s later)."""
+    gate = threading.Event()
+    host, policy = gated_host(gate, max_batch=2, max_wait_ms=60_000.0, max_concurrent=4)
+    with ServerThread(host, ServeOptions(port=0, webrtc=False)) as srv, ThreadPoolExecutor(3) as pool:
+        first = pool.submit(post, srv.port, robot_request(0))
+        wait_for(lambda: host.in_flight == 1, "the first request to be admitted")
+        second = pool.submit(post, srv.port, robot_request(1))  # the first waited for it: one batch of 2
+        wait_for(lambda: host.in_flight == 2 and host.queue_depth == 0, "both to be taken into one batch")
+        third = pool.submit(post, srv.port, robot_request(2))  # arrives while that batch computes
+        wait_for(lambda: host.in_flight == 3 and host.queue_depth == 1, "the third request to queue")
+        gate.set()
+        assert [f.result(30)[0] for f in (first, second, third)] == [200, 200, 200]
+    assert policy.batch_sizes == [2, 1]
+
+
 def test_robot_side_http_target_retries_a_429_within_its_window() -> None:
     from pathlib import Path
 

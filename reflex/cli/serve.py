@@ -30,7 +30,7 @@ def serve(
         help="Group up to this many concurrent requests (robots) into one inference call (default 1; ray: 8).",
     ),
     max_wait_ms: float = typer.Option(
-        2.0, "--max-wait-ms", help="How long a batch waits for more requests after its first one (batching only)."
+        2.0, "--max-wait-ms", help="How long a batch opened on an idle model waits for more requests (batching only)."
     ),
     providers: str | None = typer.Option(None, "--providers", help="Execution providers, best first: cuda,cpu."),
     strict_providers: bool = typer.Option(False, "--strict-providers", help="Fail if a provider is missing."),

@@ -1,11 +1,11 @@
 """Batching across robots: concurrent /act requests grouped into one batched inference call.
 
 Each request waits in a bounded queue; one worker takes the first request, keeps collecting for
-at most ``max_wait_ms`` or until ``max_batch`` requests are in hand, and runs them as one
-``predict_batch`` call on the inference thread. A row's noise is keyed on its own observation
-(the export's (seed, step) rule) and the export's graph treats rows independently, so a robot's
-chunk is the same whether it was served alone or in a batch (tests/test_serve_batching.py).
-The queue is bounded: a full queue is a 429 at once, never an unbounded wait.
+at most ``max_wait_ms`` (only when that request found the model idle) or until ``max_batch``
+requests are in hand, and runs them as one ``predict_batch`` call on the inference thread. A
+row's noise is keyed on its own observation (the export's (seed, step) rule) and the export's
+graph treats rows independently, so a robot's chunk is the same whether it was served alone or
+in a batch (tests/test_serve_batching.py). The queue is bounded: a full queue is a 429 at once, never an unbounded wait.
 """
 
 from __future__ import annotations
@@ -103,9 +103,15 @@ class Batcher:
             if not item.future.done():
                 item.future.set_exception(RequestError(503, "shutting_down", "the server is stopping"))
 
-    async def _collect(self) -> list[_Pending]:
-        batch = [await self._queue.get()]
-        deadline = time.perf_counter() + self.max_wait_s
+    async def _collect(self, after_batch: bool) -> list[_Pending]:
+        # Waiting for company pays only when the model was idle (robots ticking together arrive
+        # within a few ms of each other). Requests already queued when a batch ends arrived
+        # during it: they go at once, with whatever else is queued, never waiting more.
+        if after_batch and not self._queue.empty():
+            batch, wait_s = [self._queue.get_nowait()], 0.0
+        else:
+            batch, wait_s = [await self._queue.get()], self.max_wait_s
+        deadline = time.perf_counter() + wait_s
         while len(batch) < self.max_batch:
             try:  # whatever is already queued joins without waiting
                 batch.append(self._queue.get_nowait())
@@ -123,10 +129,12 @@ class Batcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        after_batch = False
         while True:
-            batch = await self._collect()
+            batch = await self._collect(after_batch)
             if not batch:
                 continue
+            after_batch = True
             t_start = time.perf_counter()
             try:
                 chunks = await loop.run_in_executor(
