@@ -261,3 +261,13 @@ def test_a_format_that_cannot_open_fails_set_up_as_in_thread_mode(tmp_path: Path
     assert results["process"] == results["thread"]
     code, reason, said = results["process"]
     assert code == 3 and reason == "setup_failed" and "jsonl: open: IsADirectoryError" in said
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="posix_fallocate on /dev/shm is Linux's")
+def test_shared_memory_that_cannot_be_had_is_an_error_at_set_up_and_leaves_nothing(tmp_path: Path) -> None:
+    from reflex.recording.frame_ring import FrameRing
+
+    with pytest.raises(OSError) as err:
+        FrameRing.create(2**40)  # more than any /dev/shm here: reserved at creation, refused there
+    assert err.value.errno in (28, 27, 12)  # ENOSPC, EFBIG, ENOMEM
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"reflex-rec-{os.getpid()}-")]

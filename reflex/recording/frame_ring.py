@@ -40,9 +40,24 @@ class FrameRing:
     def create(cls, capacity: int) -> FrameRing:
         name = f"reflex-rec-{os.getpid()}-{secrets.token_hex(4)}"
         shm = SharedMemory(name=name, create=True, size=HEADER_BYTES + capacity)
+        fd = getattr(shm, "_fd", -1)
+        if hasattr(os, "posix_fallocate") and fd >= 0:
+            # reserve the pages now: a full /dev/shm (64 MiB in a default container) is then an
+            # error at set-up, not a SIGBUS when the control thread first writes a frame
+            try:
+                os.posix_fallocate(fd, 0, HEADER_BYTES + capacity)
+            except OSError:
+                shm.close()
+                shm.unlink()
+                raise
         ring = cls(shm, capacity, owner=True)
         assert ring._tail is not None
         ring._tail[0] = 0
+        # touch every page now, at set-up: the ring cycles through all of them anyway, and a first
+        # write to a page is a fault the control thread would otherwise take mid-tick
+        pages: np.ndarray = np.ndarray((capacity,), np.uint8, buffer=shm.buf, offset=HEADER_BYTES)
+        pages.fill(0)
+        del pages
         return ring
 
     @classmethod

@@ -117,7 +117,9 @@ class ProcessRecordingHub:
         try:
             self._ring = FrameRing.create(ring_size)
         except OSError as exc:
-            return [f"recording process: shared memory of {ring_size / 2**20:.0f} MiB: {type(exc).__name__}: {exc}"]
+            return [f"recording process: shared memory of {ring_size / 2**20:.0f} MiB for the frames: "
+                    f"{type(exc).__name__}: {exc} (is /dev/shm big enough? A quarter of record.queue_budget_mb, "
+                    "at most 64 MiB, is needed)"]
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         root = str(Path(reflex.__file__).resolve().parent.parent)  # the child imports this same reflex
