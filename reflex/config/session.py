@@ -133,7 +133,7 @@ class RecordConfig(StrictModel):
         description="Where the recorders run: 'thread' (writer threads in the session's process) or "
         "'process' (a child process fed through shared memory, so the recorders never hold the control "
         "loop's interpreter lock; costs a process and a copy of each frame; choose it for many cameras "
-        "or with loop.realtime). A quarter of queue_budget_mb (at most 64 MiB) then carries the frames "
+        "or with loop.realtime). A quarter of queue_budget_mb (at most 32 MiB, in /dev/shm) then carries the frames "
         "to the child.",
     )
 

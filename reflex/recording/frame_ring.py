@@ -1,11 +1,11 @@
 """Camera frames from the session to its recording process, in one shared-memory ring.
 
-The session (one writer) copies a step's frames in at ``head``; the recording process (one
-reader) copies them out in the order they were written and then moves ``tail`` past them, in the
-segment's header. Space is ``capacity - (head - tail)`` bytes: a step whose frames do not fit is
-refused (the caller drops and counts the frames), so the ring never holds more than its capacity
-and nobody waits for anybody. A frame never wraps around the end: the gap it skips counts as used
-until the reader moves past it.
+The session (one writer) reserves room for a step's frames at ``head`` and copies them in; the
+recording process (one reader) copies them out in the order they were written and then moves
+``tail`` past them, in the segment's header. Space is ``capacity - (head - tail)`` bytes: a step
+whose frames do not fit is refused (the caller drops and counts the frames), so the ring never
+holds more than its capacity and nobody waits for anybody. A frame never wraps around the end:
+the gap it skips counts as used until the reader moves past it.
 """
 
 from __future__ import annotations
@@ -79,29 +79,34 @@ class FrameRing:
         return self.head - int(self._tail[0])
 
     # -- writer ---------------------------------------------------------------------------------
-    def put(self, frames: dict[str, Frame]) -> tuple[dict[str, FrameSlot], int] | None:
-        """Copy every frame in; their slots and the ``head`` the reader releases up to, or None
-        (nothing claimed) when they do not all fit. Large copies release the interpreter lock."""
+    def claim(self, frames: dict[str, Frame]) -> tuple[dict[str, FrameSlot], int] | None:
+        """Reserve room for every frame (arithmetic only, no copy): their slots and the ``head``
+        the reader releases up to, or None (nothing reserved) when they do not all fit."""
         assert self._tail is not None
         tail = int(self._tail[0])
-        start_head = self.head
+        head = self.head
         slots: dict[str, FrameSlot] = {}
         for name, frame in frames.items():
             image = frame.image
             n = int(image.nbytes)
-            pos = self.head % self.capacity
+            pos = head % self.capacity
             gap = self.capacity - pos if pos + n > self.capacity else 0
-            if self.head + gap + n - tail > self.capacity:
-                self.head = start_head
+            if head + gap + n - tail > self.capacity:
                 return None
-            offset = (self.head + gap) % self.capacity
-            self.head += gap + n
-            view: np.ndarray = np.ndarray(image.shape, image.dtype, buffer=self.shm.buf, offset=HEADER_BYTES + offset)
-            np.copyto(view, image)
-            del view
+            offset = (head + gap) % self.capacity
             slots[name] = (offset, tuple(image.shape), image.dtype.str, frame.t_capture, frame.seq)
-        self.max_used = max(self.max_used, self.head - tail)
-        return slots, self.head
+            head += gap + n
+        self.head = head
+        self.max_used = max(self.max_used, head - tail)
+        return slots, head
+
+    def write(self, slots: dict[str, FrameSlot], frames: dict[str, Frame]) -> None:
+        """Copy frames into the slots :meth:`claim` gave them (numpy's copy of a large array
+        releases the interpreter lock)."""
+        for name, (offset, shape, dtype, _, _) in slots.items():
+            view: np.ndarray = np.ndarray(shape, np.dtype(dtype), buffer=self.shm.buf, offset=HEADER_BYTES + offset)
+            np.copyto(view, frames[name].image)
+            del view
 
     # -- reader ---------------------------------------------------------------------------------
     def take(self, slots: dict[str, FrameSlot], release_to: int) -> dict[str, Frame]:

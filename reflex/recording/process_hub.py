@@ -7,9 +7,11 @@ this proxy, with the :class:`~reflex.recording.hub.Hub` interface, and the recor
 ordinary :class:`RecordingHub` in ``python -m reflex.recording.process_child`` (spawned, never
 forked: the session has threads).
 
-* **The control thread's submit stays cheap**: it copies a step's camera frames into a
-  shared-memory :class:`FrameRing` (numpy's copy releases the interpreter lock) and queues the
-  step without them; a sender thread pickles it to the child over a socket.
+* **The control thread's submit stays cheap**: it reserves room for a step's camera frames in a
+  shared-memory :class:`FrameRing` (arithmetic, no copy) and queues the step; a sender thread
+  copies the frames in (numpy's copy releases the interpreter lock; cameras never write into a
+  frame they handed out) and pickles the step without them to the child over a socket. Frames
+  waiting for their copy are never more than the room reserved for them.
 * **Memory is inside ``record.queue_budget_mb``**: the ring takes a quarter of it (at most
   ``RING_MAX_BYTES``), the child's queues the rest. When the child does not take frames out fast
   enough, a step's frames that do not fit in the ring are dropped and counted (``droppedFrames``,
@@ -52,7 +54,8 @@ from reflex.recording.hub import (
 )
 from reflex.recording.manifest import MANIFEST, read_json, write_json_atomic
 
-RING_MAX_BYTES = 64 * 2**20
+# 34 frames of 640x480 (the child takes them out at once); fits a container's default 64 MiB /dev/shm
+RING_MAX_BYTES = 32 * 2**20
 START_GRACE_S = 60.0  # the child imports the recorders' libraries before it opens them
 CLOSE_GRACE_S = 2.0  # past the close timeout, for the child's last status to arrive
 _CLOSE = object()
@@ -119,7 +122,7 @@ class ProcessRecordingHub:
         except OSError as exc:
             return [f"recording process: shared memory of {ring_size / 2**20:.0f} MiB for the frames: "
                     f"{type(exc).__name__}: {exc} (is /dev/shm big enough? A quarter of record.queue_budget_mb, "
-                    "at most 64 MiB, is needed)"]
+                    "at most 32 MiB, is needed)"]
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         root = str(Path(reflex.__file__).resolve().parent.parent)  # the child imports this same reflex
@@ -169,13 +172,17 @@ class ProcessRecordingHub:
                 with contextlib.suppress(OSError):
                     self._send(("close", *counts, max(0.0, self._close_deadline - time.monotonic())))
                 return
+            item, slots, release_to, frames = entry
             try:
-                self._send(("item", *entry))
+                if slots:
+                    assert self._ring is not None
+                    self._ring.write(slots, frames)
+                self._send(("item", item, slots, release_to))
             except OSError:  # the child is gone: _receive reports it
                 return
             except Exception as exc:  # an item that cannot be pickled: dropped and counted
                 with self._submit_lock:
-                    self._drop(entry[0], f"could not send it to the recording process: {type(exc).__name__}: {exc}")
+                    self._drop(item, f"could not send it to the recording process: {type(exc).__name__}: {exc}")
 
     def _receive(self) -> None:
         assert self._conn is not None
@@ -221,14 +228,16 @@ class ProcessRecordingHub:
                 return
             slots: dict[str, Any] = {}
             release_to = 0
+            frames: dict[str, Any] = {}
             if isinstance(item, StepRecord) and item.frames:
-                placed = self._ring.put(item.frames)
+                placed = self._ring.claim(item.frames)  # room only: the sender thread copies
                 if placed is None:
                     self._dropped_frames += len(item.frames)
                 else:
                     slots, release_to = placed
+                    frames = item.frames  # held until copied: never more than the room claimed
                 item = replace(item, frames={})
-            self._queue.put_nowait((item, slots, release_to))
+            self._queue.put_nowait((item, slots, release_to, frames))
 
     def _drop(self, item: Any, why: str) -> None:
         """A whole item not recorded by any format (call with ``_submit_lock`` held)."""
