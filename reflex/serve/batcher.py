@@ -5,7 +5,8 @@ at most ``max_wait_ms`` (only when that request found the model idle) or until `
 requests are in hand, and runs them as one ``predict_batch`` call on the inference thread. A
 row's noise is keyed on its own observation (the export's (seed, step) rule) and the export's
 graph treats rows independently, so a robot's chunk is the same whether it was served alone or
-in a batch (tests/test_serve_batching.py). The queue is bounded: a full queue is a 429 at once, never an unbounded wait.
+in a batch (tests/test_serve_batching.py). The queue is bounded: a full queue is a 429 at once,
+never an unbounded wait.
 """
 
 from __future__ import annotations
