@@ -181,6 +181,12 @@ def drops(result: dict[str, Any]) -> int:
     return sum((rec.get("dropped") or {}).values()) + sum((rec.get("droppedFrames") or {}).values())
 
 
+def _dropped_frames(result: dict[str, Any]) -> dict[str, int]:
+    """Frames each format dropped, the formats that dropped none left out."""
+    per_format = (result.get("recording") or {}).get("droppedFrames") or {}
+    return {name: n for name, n in per_format.items() if n}
+
+
 def frames_recorded(rec: dict[str, Any]) -> int | None:
     """Camera frames the session recorded (Rerun logs each; LeRobot has one per row)."""
     status = rec.get("formatStatus") or {}
@@ -233,6 +239,10 @@ def cameras_section(out: Path, seconds: float, repeats: int, counts: list[int], 
         rows[n] = {
             "failed": [e for off, on in rounds for e in off["result"]["errors"] + on["result"]["errors"]],
             "drops": sum(drops(on["result"]) for _, on in rounds),
+            # of which dropped before the recording process (its shared-memory ring or send queue full)
+            "transferDrops": sum(((on["result"].get("recording") or {}).get("isolation") or {}).get(key, 0)
+                                 for _, on in rounds for key in ("transferDropped", "transferDroppedFrames")),
+            "droppedByFormat": [_dropped_frames(on["result"]) for _, on in rounds],
             "lateP99Off": med("late", 0), "lateP99On": med("late", 1), "lateRatio": late_ratio,
             "observeP99Off": med("observe", 0), "observeP99On": med("observe", 1),
             "overrunsOn": sum(on["result"]["loop"]["overruns"] for _, on in rounds),
@@ -381,6 +391,9 @@ def print_report(res: dict[str, Any]) -> None:
                   f"| {row['overrunsOn']} "
                   f"| {row['cpuOff']:.0f} / {row['cpuOn']:.0f} | {row['maxRssOn']:.0f} MiB")
             print(f"      max queue {row['maxQueue']}  max backlog MiB {row['maxBacklogMiB']}  busy s {row['busyS']}")
+            if row.get("drops"):
+                print(f"      drops: {row.get('transferDrops', 0)} before the recording process; frames per format "
+                      f"and round {row.get('droppedByFormat')}")
             if cams.get("realtime") and not all(row["realtimeGranted"]):
                 print(f"      realtime NOT granted in every session: {row['realtimeGranted']}")
             if row["failed"]:
