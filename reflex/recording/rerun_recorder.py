@@ -13,11 +13,14 @@ instant it was read). Entities:
 * ``events``: ``TextLog`` (safe stops, stale/fresh, guard clamps, session end);
 * static: ``session`` (config hash, model hash, seed, version, ...), ``session/config``, ``task``.
 
-Memory: for the footer (the chunk index readers use for random access) Rerun keeps an entry per
-chunk in memory until the file is closed: 3.0 KiB per chunk fed directly, 13-37 KiB per chunk in
-a session (docs/performance.md). With Rerun's default batching (a chunk per entity every 200 ms)
-that grew a session by ~15 MiB a minute, so this recorder batches for :data:`FLUSH_EVERY_S`
-seconds: about 8 chunks per flush, 9,600 an hour, 100-350 MiB per hour of session time.
+Memory (docs/performance.md, "Long sessions"): for the footer (the chunk index readers use for
+random access) Rerun keeps an entry per chunk until the file is closed, a row as wide as every
+(timeline, component) pair of the recording; with Rerun's default batching (a chunk per entity
+every 200 ms) that grew a session by ~15 MiB a minute, so this recorder batches for
+:data:`FLUSH_EVERY_S` seconds (about 8 chunks per flush, 9,600 an hour) and leaves out the
+``log_time`` timeline. Rerun's native allocator (mimalloc) kept the pages freed by every batch
+instead of returning them, which was most of a session's growth: the recorder sets its purge
+delay to 0 before loading Rerun (:func:`reflex.memory.purge_freed_native_memory`).
 The file sink is flushed as often; after ``kill -9`` the file lacks its footer but
 every flushed chunk reads back (at most the last ~3 s are lost), and ``reflex recordings repair``
 rewrites it with a footer.
@@ -85,6 +88,9 @@ class RerunRecorder:
         self.flush_every_s = FLUSH_EVERY_S
 
     def open(self, meta: SessionMeta) -> None:
+        from reflex.memory import purge_freed_native_memory
+
+        purge_freed_native_memory()  # before rerun's native library loads (see its docstring)
         try:
             import rerun as rr
         except ImportError as exc:
@@ -103,6 +109,9 @@ class RerunRecorder:
         rec = rr.RecordingStream(
             APPLICATION_ID, recording_id=recording_id(meta.session_id), batcher_config=batching
         )
+        # ``log_time`` (when the writer thread called ``log``, not when anything happened: the
+        # ``capture_time`` timeline has that) would be a third timeline in every chunk's footer entry
+        rec.set_log_time_enabled(False)
         rec.save(self.path)
         self._rec = rec
         rec.send_recording_name(meta.session_id)

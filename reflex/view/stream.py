@@ -94,6 +94,9 @@ class LiveView(RerunRecorder):
 
     def start(self) -> str:
         """Open the stream now (before the session), so a bad URL fails first; returns where it goes."""
+        from reflex.memory import purge_freed_native_memory
+
+        purge_freed_native_memory()  # before rerun's native library loads, as the recorder does
         import rerun as rr
 
         self._rr = rr
