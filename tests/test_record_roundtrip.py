@@ -226,7 +226,10 @@ def test_rerun_reads_back_and_verifies(applied: dict[str, Any]) -> None:
     path = applied["dir"] / "rerun" / "session.rrd"
     proc = rerun_cli("rrd", "verify", str(path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = rerun_table(path).to_pylist()
+    table = rerun_table(path)
+    # the two timelines it writes; not Rerun's log_time (a third column in every chunk's footer entry)
+    assert sorted(c for c in table.column_names if "/" not in c) == ["capture_time", "step"]
+    rows = table.to_pylist()
     by_step = {r["step"]: r for r in rows if r.get("/reflex/step:t_state")}
     assert sorted(by_step) == list(range(STEPS))
     jsonl_steps = applied["jsonl"]["step"]
