@@ -18,7 +18,7 @@ pytest.importorskip("av")
 pytest.importorskip("mcap_protobuf")
 pytest.importorskip("rerun")
 
-from conftest import json_result, run_cli
+from conftest import run_cli
 from test_record_support import (
     CAMERAS,
     Truth,
@@ -32,6 +32,7 @@ from test_record_support import (
     require_readers,
     rerun_cli,
     rerun_table,
+    result_after,
     run_cli_proc,
 )
 
@@ -205,19 +206,16 @@ def test_signal_finalizes_every_format(tmp_path: Path, sig: signal.Signals) -> N
 
     config, rec_dir, _, _ = record_session(tmp_path, FORMATS, max_steps=100000, rate=RATE)
     proc = run_cli_proc(["connect", "--config", str(config), "--json"])
-    try:
+
+    def signal_after_30_steps() -> None:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and proc.poll() is None:
             if sum(1 for _ in read_lines(rec_dir / "jsonl" / "steps.jsonl")) > 30:
                 break
             time.sleep(0.2)
         proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    result = json_result(type("P", (), {"stdout": stdout, "stderr": stderr})())  # type: ignore[arg-type]
+
+    result, stderr = result_after(proc, signal_after_30_steps)
     assert result["stopReason"] == f"signal:{sig.name}", stderr[-2000:]
     rec = result["recording"]
     steps = result["steps"]

@@ -40,6 +40,7 @@ from test_record_support import (
     read_lines,
     record_session,
     rerun_cli,
+    result_after,
     run_cli_proc,
 )
 
@@ -154,14 +155,7 @@ def _gone(pid: int) -> bool:
 @NEEDS_PROC
 def test_the_recording_process_killed_mid_session_is_a_recording_failure(tmp_path: Path) -> None:
     proc, child, _, hw = _start_and_wait_for_steps(tmp_path)
-    try:
-        os.kill(child, signal.SIGKILL)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    result = json_result(type("P", (), {"stdout": stdout, "stderr": stderr})())  # type: ignore[arg-type]
+    result, stderr = result_after(proc, lambda: os.kill(child, signal.SIGKILL))
     assert not result["ok"] and result["stopReason"] == "incident:record", stderr[-2000:]
     assert result["safeStops"] == 1
     recording = result["recording"]

@@ -18,12 +18,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from conftest import REPO, TESTS, subprocess_env
+from conftest import REPO, TESTS, json_result, subprocess_env
 from reflex_test_plugins import JournalSim
 
 from reflex.cameras.pacing import FramePacer
@@ -161,6 +162,21 @@ def run_cli_proc(args: list[str], **env: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "reflex", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=subprocess_env(**env), cwd=REPO,
     )
+
+
+def result_after(
+    proc: subprocess.Popen[str], act: Callable[[], None], timeout_s: float = 120
+) -> tuple[dict[str, Any], str]:
+    """Does ``act`` to a running ``reflex connect --json`` (say, a signal to it or to its recording
+    process) and returns its result and stderr once it has ended; it never outlives the test."""
+    try:
+        act()
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return json_result(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)), stderr
 
 
 # -- LeRobot loader (ledataset) in a subprocess ----------------------------------------------
